@@ -1,0 +1,129 @@
+"""The Estimator contract and the estimator registry.
+
+An estimator maps the zero-shot embeddings of one encoder on one task to a float
+that should predict what fine-tuning will do. Subclasses set the metadata class
+attributes and implement ``compute(emb) -> float``; ``score`` wraps it with the
+checks every estimator needs (declared inputs present, enough samples per class,
+a finite result). ``__init__`` stores parameters only (scikit-learn habit) and
+randomness comes from ``random_state``.
+
+Pool-relative estimators (NCTI, ETran) are only defined across a pool of
+encoders on the same task: they set ``pool_relative = True`` and implement
+``compute_pool({encoder_id: EmbeddingSet}) -> {encoder_id: float}``.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from .embedding_set import EmbeddingSet
+from .errors import InvalidInput
+from .registry import Registry
+
+ESTIMATORS = Registry("estimator", entry_point_group="transferbench.estimators")
+register_estimator = ESTIMATORS.register
+
+NEEDS = {
+    "text": "text features (one class-prompt embedding per class)",
+    "logits": "text features and the encoder's logit_scale (zero-shot probabilities)",
+}
+
+
+class MissingNeeds(InvalidInput):
+    """The EmbeddingSet lacks an input the estimator declares in ``needs``."""
+
+
+class Estimator:
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    needs: ClassVar[tuple[str, ...]] = ()
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    min_per_class: ClassVar[int] = 1
+    pool_relative: ClassVar[bool] = False
+    #: True when the score measures how well the features separate the classes, so that
+    #: clearly separable classes must score above noise in the declared direction (the
+    #: contract suite checks it). False for gain predictors such as IIMM and for baselines.
+    measures_separability: ClassVar[bool] = True
+
+    def __init__(self, random_state: int = 0):
+        self.random_state = random_state
+
+    def get_params(self) -> dict:
+        return dict(vars(self))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- the contract -------------------------------------------------------------
+    def compute(self, emb: EmbeddingSet) -> float:
+        raise NotImplementedError
+
+    def compute_pool(self, embs: dict[str, EmbeddingSet]) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- checked entry points -----------------------------------------------------
+    def check(self, emb: EmbeddingSet) -> None:
+        """Raise InvalidInput (MissingNeeds for absent inputs) if ``emb`` cannot be scored."""
+        if not isinstance(emb, EmbeddingSet):
+            raise InvalidInput(f"{self.name} scores an EmbeddingSet, got {type(emb).__name__}")
+        for need in self.needs:
+            if need not in NEEDS:
+                raise ValueError(f"{self.name} declares unknown need {need!r}; known: {sorted(NEEDS)}")
+            if emb.text is None or (need == "logits" and emb.logit_scale is None):
+                raise MissingNeeds(f"{self.name} needs {NEEDS[need]}")
+        if self.min_per_class > 1:
+            counts = np.bincount(emb.labels, minlength=emb.n_classes)
+            present = counts[counts > 0]
+            if present.min() < self.min_per_class:
+                worst = int(np.flatnonzero(counts == present.min())[0])
+                raise InvalidInput(f"{self.name} needs at least {self.min_per_class} samples per class; "
+                                   f"class {worst} has {int(present.min())}")
+
+    def score(self, emb: EmbeddingSet) -> float:
+        if self.pool_relative:
+            raise InvalidInput(f"{self.name} is pool-relative: score it across encoders with score_pool()")
+        self.check(emb)
+        return _finite(self.name, self.compute(emb))
+
+    def score_pool(self, embs: dict[str, EmbeddingSet]) -> dict[str, float]:
+        """Scores for several encoders on the same task (per encoder unless pool-relative)."""
+        if not self.pool_relative:
+            return {k: self.score(e) for k, e in embs.items()}
+        if len(embs) < 2:
+            raise InvalidInput(f"{self.name} is pool-relative and needs embeddings of at least 2 encoders")
+        for e in embs.values():
+            self.check(e)
+        return {k: _finite(self.name, v) for k, v in self.compute_pool(embs).items()}
+
+
+def _finite(name: str, value) -> float:
+    value = float(value)
+    if not np.isfinite(value):
+        raise InvalidInput(f"{name} produced a non-finite score ({value}); the input is degenerate for it")
+    return value
+
+
+def list_estimators(pattern: str | list[str] = "*") -> list[str]:
+    """Registered estimator names matching fnmatch pattern(s), e.g. ``list_estimators('iimm*')``."""
+    return ESTIMATORS.names(pattern)
+
+
+def estimator_class(name: str) -> type[Estimator]:
+    return ESTIMATORS.get(name)
+
+
+def get_estimator(name: str, **params) -> Estimator:
+    """An instance of the estimator registered as ``name``; unknown names suggest close matches."""
+    return ESTIMATORS.get(name)(**params)
+
+
+def estimator_info(name: str) -> dict:
+    cls = ESTIMATORS.get(name)
+    return {"name": name, "higher_is_better": cls.higher_is_better, "needs": list(cls.needs),
+            "version": cls.version, "pool_relative": cls.pool_relative,
+            "min_per_class": cls.min_per_class, "description": cls.description,
+            "citation": cls.citation, "module": cls.__module__}

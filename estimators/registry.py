@@ -1,0 +1,130 @@
+"""Name -> class registries with wildcard listing, did-you-mean errors and plugins.
+
+One ``Registry`` serves estimators, encoders, tasks and fine-tuning methods alike
+(timm / lm-evaluation-harness style): a decorator registers a class under a short
+name, ``list(pattern)`` filters with fnmatch, ``get(name)`` raises ``UnknownName``
+with the closest known names. Third-party entries arrive through an entry-point
+group; a plugin that fails to import is reported and skipped, never fatal.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.util
+import re
+import sys
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .errors import InvalidInput
+
+_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
+
+
+class UnknownName(InvalidInput):
+    """A name that no registry entry has; the message suggests close matches."""
+
+
+def did_you_mean(kind: str, name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {kind} {name!r}{hint} (see `python -m benchmark ls {kind}s`)"
+
+
+class Registry:
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, object] = {}
+        self._plugins_loaded = entry_point_group is None
+        self.plugin_errors: list[str] = []
+
+    def register(self, name: str):
+        """Class or function decorator: ``@REGISTRY.register("short_name")``."""
+        if not _NAME.match(name):
+            raise ValueError(f"{self.kind} name {name!r} must be lowercase letters, digits, '_', '.' or '-'")
+
+        def decorator(obj):
+            previous = self._entries.get(name)
+            if previous is not None and _qualname(previous) != _qualname(obj):
+                raise ValueError(f"{self.kind} {name!r} is already registered by {_qualname(previous)}")
+            if isinstance(obj, type):
+                obj.name = name
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def load_plugins(self) -> None:
+        """Import every module advertised in the entry-point group (once)."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=self.entry_point_group):
+            try:
+                ep.load()
+            except Exception as exc:  # a broken plugin must never break the harness
+                msg = f"skipped {self.kind} plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}"
+                self.plugin_errors.append(msg)
+                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    def names(self, pattern: str | list[str] = "*") -> list[str]:
+        """Registered names matching one or more fnmatch patterns (comma-separated allowed), sorted."""
+        self.load_plugins()
+        patterns = split_patterns(pattern)
+        return sorted(n for n in self._entries if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+    def select(self, pattern: str | list[str]) -> list[str]:
+        """Like ``names`` but every pattern must match something (typos are errors, not silence)."""
+        self.load_plugins()
+        chosen = []
+        for p in split_patterns(pattern):
+            hits = self.names(p)
+            if not hits:
+                raise UnknownName(did_you_mean(self.kind, p, self._entries))
+            chosen += [h for h in hits if h not in chosen]
+        return chosen
+
+    def get(self, name: str):
+        self.load_plugins()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownName(did_you_mean(self.kind, name, self._entries)) from None
+
+    def __contains__(self, name: str) -> bool:
+        self.load_plugins()
+        return name in self._entries
+
+
+def split_patterns(pattern: str | list[str]) -> list[str]:
+    items = pattern if isinstance(pattern, (list, tuple)) else str(pattern).split(",")
+    return [p.strip() for p in items if p.strip()] or ["*"]
+
+
+def import_plugin(spec: str) -> None:
+    """Import a plugin given as a module name (``my_pkg.estimators``) or a ``.py`` file path."""
+    path = Path(spec)
+    if spec.endswith(".py"):
+        if not path.is_file():
+            raise InvalidInput(f"plugin file {spec} does not exist")
+        module_name = f"transferbench_plugin_{path.stem}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise InvalidInput(f"plugin {spec} failed to import: {type(exc).__name__}: {exc}") from None
+        return
+    try:
+        importlib.import_module(spec)
+    except Exception as exc:
+        raise InvalidInput(f"plugin module {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
+
+
+def _qualname(obj) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
