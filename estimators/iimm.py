@@ -65,7 +65,11 @@ class IIMM(Estimator):
 
 @register_estimator("iimm_inter")
 class IIMMInter(Estimator):
-    """IIMM's inter-modal term S_inter = mean_i mean_{c != y_i} <x_i, t_c> (Niss et al. 2025)."""
+    """IIMM's inter-modal term on its own (Niss et al., ICCV 2025, arXiv 2407.15731):
+
+        S_inter = 1/N sum_i 1/(C-1) sum_{c != y_i} <x_i, t_c>
+
+    how similar the images are to the prompts of the classes they do not belong to."""
     needs = ("text",)
     measures_separability = False
     description = "IIMM inter-modal term: mean cosine of images to wrong class prompts"
@@ -77,7 +81,11 @@ class IIMMInter(Estimator):
 
 @register_estimator("iimm_intra")
 class IIMMIntra(Estimator):
-    """IIMM's intra-modal term S_intra = mean_{i<j} <x_i, x_j> (Niss et al. 2025)."""
+    """IIMM's intra-modal term on its own (Niss et al., ICCV 2025, arXiv 2407.15731):
+
+        S_intra = 2/(N(N-1)) sum_{i<j} <x_i, x_j> = (||sum_i x_i||^2 - N) / (N(N-1))
+
+    how tightly the task's images cluster in the embedding space; needs no text."""
     measures_separability = False
     description = "IIMM intra-modal term: mean pairwise cosine between images"
     citation = CITATION
