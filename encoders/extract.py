@@ -1,0 +1,124 @@
+"""Embedding extraction: one task split through one encoder, cached on disk.
+
+``embed(encoder, task, split)`` returns an EmbeddingSet (DESIGN.md contract). The
+image features of each (encoder, task, split, subsample) are computed once, in
+batches under ``torch.inference_mode`` on the chosen device (mixed precision on
+GPU), with a progress bar in images/s, and stored in the content-addressed cache;
+a second call performs no forward pass. Class-prompt text features are averaged
+over the task's templates (CLIP's prompt ensemble) or use the single canonical
+template of the IIMM paper (``prompts="single"``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from estimators import EmbeddingSet
+from estimators.embedding_set import l2_normalise
+
+from .cache import ArrayCache
+
+PROMPT_MODES = ("ensemble", "single")
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; anything else is used as given."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _to(batch, device):
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device)
+
+
+def _autocast(device: str):
+    import contextlib
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return contextlib.nullcontext()
+
+
+def templates_for(task, prompts: str) -> list[str]:
+    if prompts not in PROMPT_MODES:
+        raise ValueError(f"prompts must be one of {PROMPT_MODES}, got {prompts!r}")
+    return list(task.templates) if prompts == "ensemble" else [task.template]
+
+
+def encode_text(encoder, task, prompts: str = "ensemble", device: str = "cpu") -> np.ndarray:
+    """(C, D) class-prompt embeddings: per class, the normalised mean of its normalised prompts."""
+    import torch
+
+    per_template = []
+    with torch.inference_mode(), _autocast(device):
+        for index in range(len(templates_for(task, prompts))):
+            tokens = _to(encoder.tokenize(task.prompts(index)), device)
+            per_template.append(l2_normalise(encoder.model.encode_text(tokens).float().cpu().numpy()))
+    return l2_normalise(np.mean(per_template, axis=0))
+
+
+def encode_images(encoder, images, batch_size: int = 8, device: str = "cpu", progress: bool = True,
+                  desc: str = "") -> np.ndarray:
+    """(N, D) float32 image embeddings (not yet normalised) in batches, with a progress bar."""
+    import torch
+    from tqdm.auto import tqdm
+
+    model = encoder.model.to(device).eval()
+    out = []
+    with torch.inference_mode(), _autocast(device), \
+            tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            pixels = torch.stack([encoder.preprocess(im) for im in chunk]).to(device)
+            if device == "cpu":
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            out.append(model.encode_image(pixels).float().cpu().numpy())
+            bar.update(len(chunk))
+    return np.concatenate(out).astype(np.float32)
+
+
+def cache_spec(encoder, task, split: str, n: int | None, seed: int, prompts: str) -> dict:
+    """Everything that changes the bytes of an entry (the cache key is its sha256)."""
+    return {"encoder": encoder.id, "weights": encoder.weights_tag, "preprocess": encoder.preprocess_cfg(),
+            "task": task.id, "task_version": task.version, "split": split, "n": n, "seed": seed,
+            "templates": templates_for(task, prompts), "classnames": list(task.classnames)}
+
+
+def embed(encoder, task, split: str = "train", n: int | None = None, seed: int = 0, prompts: str = "ensemble",
+          data_root=None, cache_dir=None, device: str = "auto", batch_size: int | None = None,
+          progress: bool = True) -> EmbeddingSet:
+    """The EmbeddingSet of ``task``'s ``split`` (class-balanced subsample of ``n``) under ``encoder``."""
+    cache = ArrayCache(cache_dir)
+    spec = cache_spec(encoder, task, split, n, seed, prompts)
+    hit = cache.get(spec)
+    if hit is None:
+        device = pick_device(device)
+        data = task.load(split, data_root=data_root, n=n, seed=seed)
+        start = time.perf_counter()
+        image = encode_images(encoder, data.images, batch_size or (128 if device != "cpu" else 8), device,
+                              progress, desc=f"{encoder.id} {task.id}/{split}")
+        seconds = time.perf_counter() - start
+        text = encode_text(encoder, task, prompts, device)
+        meta = {"encoder": encoder.id, "task": task.id, "split": split, "n": len(data.labels), "seed": seed,
+                "templates": spec["templates"], "source": data.source, "device": device,
+                "embed_seconds": round(seconds, 3), "versions": encoder.versions,
+                "logit_scale": encoder.logit_scale, "logit_bias": encoder.logit_bias}
+        arrays = {"image": image, "labels": np.asarray(data.labels, np.int64), "text": text}
+        cache.put(spec, arrays, meta)
+    else:
+        arrays, meta = hit
+    return EmbeddingSet.create(arrays["image"], arrays["labels"], text=arrays["text"],
+                               logit_scale=meta["logit_scale"], logit_bias=meta["logit_bias"], meta=meta,
+                               n_classes=len(task.classnames))

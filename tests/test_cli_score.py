@@ -1,0 +1,98 @@
+"""`python -m benchmark score` and `ls`: outputs, and one clear line with exit status 2 on bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main
+
+
+@pytest.fixture
+def npz(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    labels = np.repeat(np.arange(4), 15)
+    path = tmp_path / "emb.npz"
+    np.savez(path, image_features=centres[labels] + 0.3 * rng.normal(size=(60, 16)), labels=labels,
+             text_features=centres, logit_scale=np.float64(100.0))
+    return path
+
+
+def write(tmp_path, name="bad.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_json_has_score_and_seconds_per_estimator(npz, capsys):
+    assert main(["score", "--embeddings", str(npz), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 60 and report["n_classes"] == 4
+    assert {"iimm", "logme", "leep", "zero_shot_acc"} <= set(report["estimators"])
+    for entry in report["estimators"].values():
+        assert np.isfinite(entry["score"]) and entry["seconds"] >= 0
+    assert report["estimators"]["zero_shot_acc"]["score"] == pytest.approx(1.0)
+
+
+def test_missing_needs_are_listed_as_skipped(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    path = write(tmp_path, image_features=rng.normal(size=(30, 8)), labels=np.repeat(np.arange(3), 10))
+    assert main(["score", "--embeddings", path, "--estimators", "iimm,iimm_intra,leep", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["estimators"]) == {"iimm_intra"}
+    assert "text features" in report["skipped"]["iimm"]
+    assert "logit_scale" in report["skipped"]["leep"]
+
+
+def test_table_and_csv(npz, capsys):
+    assert main(["score", "--embeddings", str(npz), "--estimators", "iimm*"]) == 0
+    table = capsys.readouterr().out
+    assert "iimm_inter" in table and "seconds" in table
+    assert main(["score", "--embeddings", str(npz), "--estimators", "iimm", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "estimator,score,seconds,better" and lines[1].startswith("iimm,")
+
+
+def test_several_files_score_pool_relative_estimators(npz, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    other = write(tmp_path, "other.npz", image_features=rng.normal(size=(60, 16)),
+                  labels=np.repeat(np.arange(4), 15), text_features=rng.normal(size=(4, 16)))
+    assert main(["score", "--embeddings", str(npz), other, "--estimators", "ncti,iimm", "--format", "json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [set(r["estimators"]) for r in reports] == [{"ncti", "iimm"}] * 2
+
+
+def test_ls_estimators(capsys):
+    assert main(["ls", "estimators", "iimm*"]) == 0
+    out = capsys.readouterr().out
+    assert "iimm_intra" in out and "logme" not in out
+
+
+X = np.random.default_rng(3).normal(size=(20, 4))
+Y = np.repeat(np.arange(4), 5)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(image_features=np.where(np.eye(20, 4) == 1, np.nan, X), labels=Y), "NaN or inf"),
+    (dict(image_features=X, labels=np.r_[Y[:-1], 9], text_features=X[:4]), "must lie in"),
+    (dict(image_features=X, labels=Y[:10]), "10 entries"),
+    (dict(image_features=X, labels=np.zeros(20, int)), "single class"),
+    (dict(image_features=X), "missing key"),
+    (dict(image_features=X, labels=np.r_[np.zeros(19, int), 1]), "per class"),
+])
+def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, arrays, message):
+    assert main(["score", "--embeddings", write(tmp_path, **arrays)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_not_an_npz_file(tmp_path, capsys):
+    path = tmp_path / "features.csv"
+    path.write_text("1,2,3\n")
+    assert main(["score", "--embeddings", str(path)]) == 2
+    assert "not an .npz file" in capsys.readouterr().err
+
+
+def test_unknown_estimator_suggests_a_name(npz, capsys):
+    assert main(["score", "--embeddings", str(npz), "--estimators", "logmee"]) == 2
+    assert "did you mean 'logme'" in capsys.readouterr().err
