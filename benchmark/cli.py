@@ -13,6 +13,9 @@ from estimators import ESTIMATORS, InvalidInput, estimator_info, import_plugin
 
 EXAMPLES = """\
 examples:
+  python -m benchmark run                                  # the offline `mini` suite
+  python -m benchmark run --suite smoke --out /tmp/smoke   # seconds, for a first look
+  python -m benchmark embed --encoder conse-lite0 --task cifar10 --split test --n 200
   python -m benchmark ls estimators
   python -m benchmark score --embeddings my_task.npz
   python -m benchmark score --embeddings a.npz b.npz --estimators 'iimm*,logme' --format json
@@ -27,6 +30,17 @@ def _plugin_option(parser: argparse.ArgumentParser) -> None:
                              "'transferbench.estimators') load automatically")
 
 
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="where datasets live (default: $TRANSFERBENCH_DATA, else ~/.cache/transferbench/data; "
+                             "point it at ../shared/data for the offline copies)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="embedding cache (default: $TRANSFERBENCH_CACHE, else ~/.cache/transferbench)")
+    parser.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    parser.add_argument("--download", action="store_true",
+                        help="allow fetching a dataset's public original (torchvision) when no local copy exists")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
@@ -34,6 +48,33 @@ def build_parser() -> argparse.ArgumentParser:
                     "does to a vision-language encoder?",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run", help="run a suite: embed every task with every encoder, zero-shot accuracy, estimator scores",
+        description="Run a suite. Each (encoder, task) cell embeds a class-balanced sample of the task's train "
+                    "and test splits (cached), measures zero-shot test accuracy and scores every estimator "
+                    "on the train embeddings. One result file per cell under --out; a rerun skips finished "
+                    "cells. Name filters take comma-separated fnmatch patterns.")
+    run.add_argument("--suite", default="mini", help="mini (default: offline, CPU), paper (GPU + internet) or smoke")
+    run.add_argument("--encoders", default="*", metavar="PATTERNS", help="which of the suite's encoders")
+    run.add_argument("--tasks", default="*", metavar="PATTERNS", help="which of the suite's tasks")
+    run.add_argument("--estimators", default="all", metavar="PATTERNS", help="which estimators (default: all)")
+    run.add_argument("--limit", type=int, metavar="N", help="run only the first N cells (a quick look)")
+    run.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
+    _data_options(run)
+    _plugin_option(run)
+
+    embed = sub.add_parser("embed", help="embed one task split with one encoder (cached) and summarise it",
+                           description="Compute (or load from the cache) the embeddings of one task split.")
+    embed.add_argument("--encoder", required=True, help="registered encoder name or open_clip:ARCH/TAG")
+    embed.add_argument("--task", required=True, help="registered task name")
+    embed.add_argument("--split", choices=["train", "test"], default="train")
+    embed.add_argument("--n", type=int, metavar="N", help="class-balanced sample size (default: the whole split)")
+    embed.add_argument("--seed", type=int, default=0, help="sampling seed")
+    embed.add_argument("--prompts", choices=["ensemble", "single"], default="ensemble",
+                       help="average the task's templates (ensemble) or use the canonical one (single)")
+    embed.add_argument("--batch-size", type=int, metavar="B", help="default: 8 on CPU, 128 on GPU")
+    _data_options(embed)
 
     score = sub.add_parser(
         "score", help="score your own embeddings (.npz) with every estimator",
@@ -50,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--random-state", type=int, default=0, help="seed for stochastic estimators")
     _plugin_option(score)
 
-    ls = sub.add_parser("ls", help="list registered estimators",
+    ls = sub.add_parser("ls", help="list estimators, encoders, tasks or suites",
                         description="List what the harness knows about.")
-    ls.add_argument("what", choices=["estimators"], help="which registry to list")
+    ls.add_argument("what", choices=["estimators", "encoders", "tasks", "suites"], help="which registry to list")
     ls.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'iimm*'")
     ls.add_argument("--format", choices=["table", "json"], default="table")
     _plugin_option(ls)
@@ -115,19 +156,68 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
+    if what == "estimators":
+        return [estimator_info(n) for n in ESTIMATORS.select(pattern)], ESTIMATORS.plugin_errors
+    if what == "encoders":
+        from encoders import ENCODERS
+
+        return [{"encoder": n, "description": ((ENCODERS.get(n).__doc__ or "").strip().splitlines() or ["-"])[0]}
+                for n in ENCODERS.select(pattern)], ENCODERS.plugin_errors
+    if what == "tasks":
+        from tasks import TASKS
+
+        return [{"task": t.id, "classes": t.n_classes, "train": t.splits.get("train"), "test": t.splits.get("test"),
+                 "suites": ",".join(t.suites), "template": t.template}
+                for t in map(TASKS.get, TASKS.select(pattern))], []
+    from .suites import SUITES
+
+    return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "description": s.description}
+            for s in map(SUITES.get, SUITES.select(pattern))], []
+
+
 def cmd_ls(args) -> int:
     from tabulate import tabulate
 
-    infos = [estimator_info(n) for n in ESTIMATORS.select(args.pattern)]
+    rows, errors = _registry_rows(args.what, args.pattern)
     if args.format == "json":
-        print(json.dumps(infos, indent=2))
-        return 0
-    rows = [(i["name"], "higher" if i["higher_is_better"] else "lower", ",".join(i["needs"]) or "-",
-             i["version"], i["description"]) for i in infos]
-    print(tabulate(rows, headers=["estimator", "better", "needs", "version", "description"]))
-    for error in ESTIMATORS.plugin_errors:
+        print(json.dumps(rows, indent=2))
+    elif args.what == "estimators":
+        table = [(i["name"], "higher" if i["higher_is_better"] else "lower", ",".join(i["needs"]) or "-",
+                  i["version"], i["description"]) for i in rows]
+        print(tabulate(table, headers=["estimator", "better", "needs", "version", "description"]))
+    else:
+        print(tabulate(rows, headers="keys"))
+    for error in errors:
         print(f"warning: {error}", file=sys.stderr)
     return 0
 
 
-COMMANDS = {"score": cmd_score, "ls": cmd_ls}
+def cmd_run(args) -> int:
+    from .run import main_run
+
+    return main_run(args)
+
+
+def cmd_embed(args) -> int:
+    import time
+
+    import numpy as np
+
+    from encoders import get_encoder
+    from encoders.extract import embed
+    from tasks import get_task
+
+    task = get_task(args.task)
+    encoder = get_encoder(args.encoder)
+    start = time.perf_counter()
+    emb = embed(encoder, task, args.split, n=args.n, seed=args.seed, prompts=args.prompts, data_root=args.data_root,
+                cache_dir=args.cache_dir, device=args.device, batch_size=args.batch_size, download=args.download)
+    accuracy = np.mean(np.argmax(emb.image @ emb.text.T, axis=1) == emb.labels)
+    print(f"{encoder.id} on {task.id}/{args.split}: n={emb.n} dim={emb.dim} classes={emb.n_classes} "
+          f"zero-shot acc={accuracy:.3f} (chance {1 / task.n_classes:.3f}) "
+          f"in {time.perf_counter() - start:.1f}s; source: {emb.meta.get('source')}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "score": cmd_score, "embed": cmd_embed, "ls": cmd_ls}

@@ -98,14 +98,16 @@ def cache_spec(encoder, task, split: str, n: int | None, seed: int, prompts: str
 
 def embed(encoder, task, split: str = "train", n: int | None = None, seed: int = 0, prompts: str = "ensemble",
           data_root=None, cache_dir=None, device: str = "auto", batch_size: int | None = None,
-          progress: bool = True) -> EmbeddingSet:
-    """The EmbeddingSet of ``task``'s ``split`` (class-balanced subsample of ``n``) under ``encoder``."""
+          progress: bool = True, download: bool = False) -> EmbeddingSet:
+    """The EmbeddingSet of ``task``'s ``split`` (class-balanced subsample of ``n``) under ``encoder``.
+
+    ``download=True`` lets a task fetch its public original when no local copy exists."""
     cache = ArrayCache(cache_dir)
     spec = cache_spec(encoder, task, split, n, seed, prompts)
     hit = cache.get(spec)
     if hit is None:
         device = pick_device(device)
-        data = task.load(split, data_root=data_root, n=n, seed=seed)
+        data = task.load(split, data_root=data_root, n=n, seed=seed, download=download)
         start = time.perf_counter()
         image = encode_images(encoder, data.images, batch_size or (128 if device != "cpu" else 8), device,
                               progress, desc=f"{encoder.id} {task.id}/{split}")

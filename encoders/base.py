@@ -1,0 +1,95 @@
+"""The Encoder contract and the encoder registry.
+
+An encoder is a dual (image, text) model with an open_clip-like API, so one
+embedding loop and one fine-tuning loop serve every encoder:
+
+* ``model.encode_image(pixels) -> (B, D)`` and ``model.encode_text(tokens) -> (B, D)``
+  (not necessarily normalised; zero-shot logits are ``logit_scale * cos + logit_bias``)
+* ``preprocess(PIL image) -> (3, H, W)`` tensor, ``tokenize(list[str]) -> tokens``
+* ``logit_scale`` as a plain multiplier (CLIP: 100), ``logit_bias`` (SigLIP) or None
+* ``preprocess_cfg()``, ``weights_tag`` and ``versions``: everything that changes the
+  embedding bytes, for content-addressed caches
+
+Registry entries are factories ``f(device) -> Encoder`` registered under short names
+(``vitb32-openai``, ``conse-lite0``, ``smoke``). ``get_encoder`` also builds ad hoc
+open_clip encoders from ``open_clip:ARCH/TAG`` or ``open_clip:hf-hub:ORG/NAME``.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Callable
+
+from estimators.errors import InvalidInput
+from estimators.registry import Registry
+
+ENCODERS = Registry("encoder", entry_point_group="transferbench.encoders")
+register_encoder = ENCODERS.register
+
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+class EncoderUnavailable(InvalidInput):
+    """The encoder exists but cannot be built here (e.g. weights need a download)."""
+
+
+@dataclass
+class Encoder:
+    id: str
+    model: Any  # torch.nn.Module with encode_image / encode_text
+    preprocess: Callable
+    tokenize: Callable
+    logit_scale: float
+    logit_bias: float | None
+    weights_tag: str
+    preprocess_config: dict
+    versions: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+
+    def preprocess_cfg(self) -> dict:
+        """JSON-able description of everything that changes the pixels."""
+        return dict(self.preprocess_config)
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.id!r}, weights_tag={self.weights_tag!r})"
+
+
+def list_encoders(pattern: str | list[str] = "*") -> list[str]:
+    """Registered encoder names matching fnmatch pattern(s), sorted."""
+    return ENCODERS.names(pattern)
+
+
+def get_encoder(name: str, device: str = "cpu") -> Encoder:
+    """Build the encoder registered as ``name`` (or an ad hoc ``open_clip:ARCH/TAG``) in eval mode."""
+    if name.startswith(OPEN_CLIP_PREFIX):
+        from .open_clip_encoder import from_spec
+
+        encoder = from_spec(name[len(OPEN_CLIP_PREFIX):], device=device)
+    else:
+        encoder = ENCODERS.get(name)(device=device)
+    encoder.name = name
+    encoder.model.eval()
+    return encoder
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    """Installed versions of ``packages`` ("absent" when not installed)."""
+    found = {}
+    for p in packages:
+        try:
+            found[p] = version(p)
+        except PackageNotFoundError:
+            found[p] = "absent"
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file's bytes (memoised per process)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
