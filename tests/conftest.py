@@ -1,10 +1,20 @@
-"""Shared fixtures: small synthetic EmbeddingSets with known structure."""
+"""Shared test settings (offline data, no hub access) and small synthetic EmbeddingSets."""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from estimators import EmbeddingSet
+
+# The offline datasets live in ../shared/data beside the clone (CI has them there); tests read
+# them unless the caller points TRANSFERBENCH_DATA elsewhere. No test may reach a model hub.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("TRANSFERBENCH_DATA", str(SHARED_DATA))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def make_embeddings(kind: str, n_per_class: int = 20, n_classes: int = 4, dim: int = 16,
