@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--estimators", default="all", metavar="PATTERNS", help="which estimators (default: all)")
     run.add_argument("--limit", type=int, metavar="N", help="run only the first N cells (a quick look)")
     run.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
+    run.add_argument("--n-jobs", type=int, default=1, metavar="N", help="cells run in parallel (default: 1)")
+    run.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"],
+                     help="joblib backend for the cells, or dask (default: loky)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="Dask scheduler address for --backend dask (default: a local cluster)")
     _data_options(run)
     _plugin_option(run)
 

@@ -3,21 +3,26 @@ accuracy, and score every estimator on the zero-shot training embeddings.
 
 Each (encoder, task) is one result file under ``OUT/scores/`` and each task's
 pool-relative scores (NCTI) one file under ``OUT/pool_scores/``; a rerun skips the
-cells whose files exist, so an interrupted run resumes where it stopped.
+cells whose files exist, so an interrupted run resumes where it stopped. Cells run
+through ``benchmark.backends`` (joblib or Dask).
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
 
 from estimators import ESTIMATORS, InvalidInput, estimator_class
+from estimators.registry import split_patterns
 
-from .results import cell_path, read_all, read_cell, write_cell
+from .backends import run_cells
+from .results import cell_path, read_cell, write_cell
 from .scoring import score_all
-from .suites import Suite
+from .suites import SUITES, Suite
 
 
 @dataclass(frozen=True)
@@ -26,12 +31,28 @@ class Cell:
     task: str
 
 
+@dataclass(frozen=True)
+class Context:
+    """Everything a worker needs to run a cell (picklable, so any backend can ship it)."""
+    suite: Suite
+    estimators: tuple[str, ...]
+    out: Path
+    data_root: str | None = None
+    cache_dir: str | None = None
+    device: str = "auto"
+    download: bool = False
+
+    @property
+    def cell_estimators(self) -> list[str]:
+        return [n for n in self.estimators if not estimator_class(n).pool_relative]
+
+    @property
+    def pool_estimators(self) -> list[str]:
+        return [n for n in self.estimators if estimator_class(n).pool_relative]
+
+
 def plan(suite: Suite, encoders: str = "*", tasks: str = "*", limit: int | None = None) -> list[Cell]:
     """The (encoder, task) cells of ``suite`` that match the fnmatch patterns, encoder-major."""
-    from fnmatch import fnmatchcase
-
-    from estimators.registry import split_patterns
-
     def pick(names, pattern, kind):
         patterns = split_patterns(pattern)
         chosen = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
@@ -43,89 +64,95 @@ def plan(suite: Suite, encoders: str = "*", tasks: str = "*", limit: int | None 
     return cells[:limit] if limit else cells
 
 
-def _spec(suite: Suite, cell: Cell, names: list[str]) -> dict:
-    return {"kind": "scores", "encoder": cell.encoder, "task": cell.task, "n_train": suite.n_train,
-            "n_test": suite.n_test, "prompts": suite.prompts, "seed": suite.seeds[0],
-            "estimators": {n: estimator_class(n).version for n in names}}
+def score_spec(ctx: Context, cell: Cell) -> dict:
+    s = ctx.suite
+    return {"kind": "scores", "encoder": cell.encoder, "task": cell.task, "n_train": s.n_train, "n_test": s.n_test,
+            "prompts": s.prompts, "seed": s.seeds[0],
+            "estimators": {n: estimator_class(n).version for n in ctx.cell_estimators}}
 
 
-def _embed_pair(encoder, task, suite: Suite, data_root, cache_dir, device, download=False):
+def score_path(ctx: Context, cell: Cell) -> Path:
+    return cell_path(ctx.out, "scores", f"{cell.encoder}__{cell.task}", score_spec(ctx, cell))
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder(name: str):
+    """One encoder per worker process at a time (cells are encoder-major)."""
+    from encoders import get_encoder
+
+    return get_encoder(name, device="cpu")
+
+
+def embed_pair(ctx: Context, encoder_name: str, task_id: str):
+    """The cached (train, test) EmbeddingSets of one cell."""
     from encoders.extract import embed
-
-    kw = dict(seed=suite.seeds[0], prompts=suite.prompts, data_root=data_root, cache_dir=cache_dir, device=device,
-              download=download)
-    return embed(encoder, task, "train", n=suite.n_train, **kw), embed(encoder, task, "test", n=suite.n_test, **kw)
-
-
-def run_scores(suite: Suite, cells: list[Cell], names: list[str], out: Path, data_root=None, cache_dir=None,
-               device: str = "auto", download: bool = False, log=print) -> list[dict]:
-    """Run the cells not yet on disk; return every cell's result (old and new)."""
-    from encoders import get_encoder
-    from tasks import TaskUnavailable, get_task
-    from tqdm.auto import tqdm
-
-    cell_names = [n for n in names if not estimator_class(n).pool_relative]
-    pool_names = [n for n in names if estimator_class(n).pool_relative]
-    todo = [c for c in cells if read_cell(cell_path(out, "scores", f"{c.encoder}__{c.task}",
-                                                    _spec(suite, c, cell_names))) is None]
-    log(f"{len(cells)} cells planned ({len(cells) - len(todo)} already done): {len({c.encoder for c in cells})} "
-        f"encoder(s) x {len({c.task for c in cells})} task(s), {len(cell_names)} estimators, "
-        f"n_train={suite.n_train}, n_test={suite.n_test}")
-    unavailable: dict[str, str] = {}
-    loaded = {}
-    for cell in tqdm(todo, desc="cells", unit="cell", disable=not todo):
-        if cell.task in unavailable:
-            continue
-        if cell.encoder not in loaded:
-            loaded.clear()
-            loaded[cell.encoder] = get_encoder(cell.encoder, device="cpu")
-        task = get_task(cell.task)
-        try:
-            train, test = _embed_pair(loaded[cell.encoder], task, suite, data_root, cache_dir, device, download)
-        except TaskUnavailable as exc:
-            unavailable[cell.task] = str(exc)
-            log(f"skipped task {cell.task}: {exc}")
-            continue
-        scores, skipped = score_all({cell.encoder: train}, cell_names, random_state=suite.seeds[0])
-        logits = test.image.astype(np.float64) @ test.text.astype(np.float64).T
-        write_cell(cell_path(out, "scores", f"{cell.encoder}__{cell.task}", _spec(suite, cell, cell_names)),
-                   _spec(suite, cell, cell_names), {
-                       "encoder": cell.encoder, "task": cell.task, "n_classes": task.n_classes,
-                       "n_train": train.n, "n_test": test.n, "chance": 1.0 / task.n_classes,
-                       "zero_shot_acc_test": float(np.mean(logits.argmax(axis=1) == test.labels)),
-                       "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
-                       "skipped": {s.estimator: s.reason for s in skipped},
-                       "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
-                       "versions": train.meta.get("versions", {})})
-    if pool_names:
-        _run_pool_scores(suite, cells, pool_names, out, data_root, cache_dir, device, unavailable, log)
-    return [r for r in read_all(out, "scores") if r["spec"]["encoder"] in {c.encoder for c in cells}
-            and r["spec"]["task"] in {c.task for c in cells}]
-
-
-def _run_pool_scores(suite, cells, names, out, data_root, cache_dir, device, unavailable, log):
-    """Pool-relative estimators, once per task over all of the suite's encoders (cached embeddings)."""
-    from encoders import get_encoder
     from tasks import get_task
 
+    s, task = ctx.suite, get_task(task_id)
+    kw = dict(seed=s.seeds[0], prompts=s.prompts, data_root=ctx.data_root, cache_dir=ctx.cache_dir,
+              device=ctx.device, download=ctx.download, progress=False)
+    encoder = _encoder(encoder_name)
+    return embed(encoder, task, "train", n=s.n_train, **kw), embed(encoder, task, "test", n=s.n_test, **kw)
+
+
+def score_cell(ctx: Context, cell: Cell) -> dict:
+    """Embed, measure zero-shot accuracy and score one cell; returns its record (or why it was skipped)."""
+    from tasks import TaskUnavailable, get_task
+
+    path = score_path(ctx, cell)
+    if (done := read_cell(path)) is not None:
+        return done
+    try:
+        train, test = embed_pair(ctx, cell.encoder, cell.task)
+    except TaskUnavailable as exc:
+        return {"unavailable": str(exc), "task": cell.task}
+    scores, skipped = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0])
+    logits = test.image.astype(np.float64) @ test.text.astype(np.float64).T
+    n_classes = get_task(cell.task).n_classes
+    record = {"encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
+              "n_test": test.n, "chance": 1.0 / n_classes,
+              "zero_shot_acc_test": float(np.mean(logits.argmax(axis=1) == test.labels)),
+              "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
+              "skipped": {s.estimator: s.reason for s in skipped},
+              "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
+              "versions": train.meta.get("versions", {})}
+    write_cell(path, score_spec(ctx, cell), record)
+    return read_cell(path)
+
+
+def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
+    """Pool-relative estimators on one task across encoders (from the cached embeddings)."""
+    s = ctx.suite
+    spec = {"kind": "pool_scores", "task": task_id, "encoders": sorted(encoder_ids), "n_train": s.n_train,
+            "prompts": s.prompts, "seed": s.seeds[0],
+            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+    path = cell_path(ctx.out, "pool_scores", task_id, spec)
+    if (done := read_cell(path)) is not None:
+        return done
+    pool = {e: embed_pair(ctx, e, task_id)[0] for e in encoder_ids}
+    scores, _ = score_all(pool, ctx.pool_estimators, random_state=s.seeds[0])
+    write_cell(path, spec, {"task": task_id, "scores": {
+        e: {x.estimator: {"score": x.score, "seconds": x.seconds} for x in scores if x.key == e}
+        for e in encoder_ids}})
+    return read_cell(path)
+
+
+def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = "loky",
+               scheduler: str | None = None, log=print) -> tuple[list[dict], list[dict]]:
+    """Run the score cells not yet on disk, then the pool-relative ones; return (cells, pools)."""
+    done = sum(score_path(ctx, c).is_file() for c in cells)
+    log(f"{len(cells)} score cells planned ({done} already done): {len({c.encoder for c in cells})} encoder(s) x "
+        f"{len({c.task for c in cells})} task(s), {len(ctx.estimators)} estimators, "
+        f"n_train={ctx.suite.n_train}, n_test={ctx.suite.n_test}")
+    records = run_cells(functools.partial(score_cell, ctx), cells, n_jobs, backend, scheduler, desc="score cells")
+    for task in sorted({r["task"]: r["unavailable"] for r in records if "unavailable" in r}.items()):
+        log(f"skipped task {task[0]}: {task[1]}")
+    results = [r for r in records if "unavailable" not in r]
     by_task: dict[str, list[str]] = {}
-    for c in cells:
-        by_task.setdefault(c.task, []).append(c.encoder)
-    for task_id, encoder_ids in by_task.items():
-        if task_id in unavailable or len(encoder_ids) < 2:
-            continue
-        spec = {"kind": "pool_scores", "task": task_id, "encoders": sorted(encoder_ids), "n_train": suite.n_train,
-                "prompts": suite.prompts, "seed": suite.seeds[0],
-                "estimators": {n: estimator_class(n).version for n in names}}
-        path = cell_path(out, "pool_scores", task_id, spec)
-        if read_cell(path) is not None:
-            continue
-        task = get_task(task_id)
-        pool = {e: _embed_pair(get_encoder(e), task, suite, data_root, cache_dir, device)[0] for e in encoder_ids}
-        scores, _ = score_all(pool, names, random_state=suite.seeds[0])
-        write_cell(path, spec, {"task": task_id, "scores": {
-            e: {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores if s.key == e}
-            for e in encoder_ids}})
+    for r in results:
+        by_task.setdefault(r["task"], []).append(r["encoder"])
+    pools = [pool_score_task(ctx, t, e) for t, e in sorted(by_task.items()) if len(e) >= 2 and ctx.pool_estimators]
+    return results, pools
 
 
 def zero_shot_table(results: list[dict]) -> str:
@@ -146,19 +173,20 @@ def zero_shot_table(results: list[dict]) -> str:
 
 
 def main_run(args) -> int:
-    from .suites import SUITES
-
     suite = SUITES.get(args.suite)
     names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
     cells = plan(suite, args.encoders, args.tasks, args.limit)
     out = Path(args.out or Path("results") / suite.name)
-    results = run_scores(suite, cells, names, out, args.data_root, args.cache_dir, args.device, args.download,
-                         log=lambda m: print(m, file=sys.stderr))
+    ctx = Context(suite, tuple(names), out, args.data_root, args.cache_dir, args.device, args.download)
+    results, _ = run_scores(ctx, cells, args.n_jobs, args.backend, args.scheduler,
+                            log=lambda m: print(m, file=sys.stderr))
     if not results:
         raise InvalidInput("no cell could be run (every task was unavailable); see the lines above")
     table = zero_shot_table(results)
-    (out / "zero_shot.md").write_text(f"Zero-shot top-1 accuracy on the test split (suite `{suite.name}`, "
-                                      f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n{table}\n")
+    from encoders.cache import atomic_write_bytes
+
+    atomic_write_bytes(out / "zero_shot.md", (f"Zero-shot top-1 accuracy on the test split (suite `{suite.name}`, "
+                                              f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n{table}\n").encode())
     print(table)
     print(f"\nresults: {out}/scores/ ({len(results)} cells); zero-shot table: {out}/zero_shot.md")
     return 0

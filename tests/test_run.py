@@ -54,3 +54,12 @@ def test_bad_names_are_one_line_and_status_2(tmp_path, capsys, args, message):
     assert main(["run", *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_smoke_grid_on_a_local_dask_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with distributed.LocalCluster(n_workers=2, processes=False, dashboard_address=None) as cluster:
+        assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+                     "--estimators", "iimm,logme", "--backend", "dask", "--scheduler",
+                     cluster.scheduler_address]) == 0
+    assert sorted(r["task"] for r in read_all(tmp_path, "scores")) == ["digits", "mnist", "notmnist"]
