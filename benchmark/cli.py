@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from estimators import ESTIMATORS, InvalidInput, estimator_info, import_plugin
 
@@ -68,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Dask scheduler address for --backend dask (default: a local cluster)")
     _data_options(run)
     _plugin_option(run)
+
+    board = sub.add_parser(
+        "leaderboard", help="rank the estimators from a results folder (markdown, CSV, plots)",
+        description="Evaluate how well each estimator's scores predict the measured fine-tuning deltas and "
+                    "write leaderboard.md, stats.csv (every number), scores.csv, outcomes.csv and plots/. "
+                    "A partial results folder gives a leaderboard of what exists, marked partial.")
+    board.add_argument("--results", required=True, metavar="DIR", help="a folder written by `run`")
+    board.add_argument("--out", metavar="DIR", help="where to write (default: the results folder)")
+    board.add_argument("--suite", help="suite name shown in the provenance (default: read from the results)")
+    board.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    _plugin_option(board)
 
     embed = sub.add_parser("embed", help="embed one task split with one encoder (cached) and summarise it",
                            description="Compute (or load from the cache) the embeddings of one task split.")
@@ -204,6 +217,17 @@ def cmd_run(args) -> int:
     return main_run(args)
 
 
+def cmd_leaderboard(args) -> int:
+    from leaderboard import build
+
+    result = build(Path(args.results), Path(args.out or args.results), suite=args.suite, n_boot=args.n_boot,
+                   seed=args.seed)
+    if result["missing"]:
+        print(f"partial results: missing {'; '.join(result['missing'])}", file=sys.stderr)
+    print(f"leaderboard: {result['path']}")
+    return 0
+
+
 def cmd_embed(args) -> int:
     import time
 
@@ -225,4 +249,5 @@ def cmd_embed(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "embed": cmd_embed, "ls": cmd_ls}
+COMMANDS = {"run": cmd_run, "score": cmd_score, "leaderboard": cmd_leaderboard, "embed": cmd_embed,
+            "ls": cmd_ls}

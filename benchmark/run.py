@@ -109,7 +109,7 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     scores, skipped = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0])
     logits = test.image.astype(np.float64) @ test.text.astype(np.float64).T
     n_classes = get_task(cell.task).n_classes
-    record = {"encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
+    record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
               "zero_shot_acc_test": float(np.mean(logits.argmax(axis=1) == test.labels)),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
