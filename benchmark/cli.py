@@ -51,15 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser(
-        "run", help="run a suite: embed every task with every encoder, zero-shot accuracy, estimator scores",
+        "run", help="run a suite: scores, fine-tuning outcomes and the leaderboard",
         description="Run a suite. Each (encoder, task) cell embeds a class-balanced sample of the task's train "
                     "and test splits (cached), measures zero-shot test accuracy and scores every estimator "
-                    "on the train embeddings. One result file per cell under --out; a rerun skips finished "
-                    "cells. Name filters take comma-separated fnmatch patterns.")
+                    "on the train embeddings; each (encoder, method, task, seed) cell fine-tunes and measures "
+                    "in-domain gain and out-of-domain change; then the leaderboard ranks the estimators by how "
+                    "well their scores predict those deltas. One result file per cell under --out; a rerun "
+                    "skips finished cells. Name filters take comma-separated fnmatch patterns.")
     run.add_argument("--suite", default="mini", help="mini (default: offline, CPU), paper (GPU + internet) or smoke")
     run.add_argument("--encoders", default="*", metavar="PATTERNS", help="which of the suite's encoders")
     run.add_argument("--tasks", default="*", metavar="PATTERNS", help="which of the suite's tasks")
     run.add_argument("--estimators", default="all", metavar="PATTERNS", help="which estimators (default: all)")
+    run.add_argument("--methods", default="all", metavar="PATTERNS",
+                     help="which fine-tuning methods: full, bitfit, attention, lora, clip_adapter (default: all)")
+    run.add_argument("--seeds", metavar="S1,S2", help="fine-tuning seeds (default: the suite's, 0)")
+    run.add_argument("--no-finetune", action="store_true",
+                     help="stop after zero-shot accuracy and estimator scores (no fine-tuning)")
     run.add_argument("--limit", type=int, metavar="N", help="run only the first N cells (a quick look)")
     run.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
     run.add_argument("--n-jobs", type=int, default=1, metavar="N", help="cells run in parallel (default: 1)")
@@ -69,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Dask scheduler address for --backend dask (default: a local cluster)")
     _data_options(run)
     _plugin_option(run)
+
+    ft = sub.add_parser(
+        "finetune", help="fine-tune one encoder on one task with one method and measure the deltas",
+        description="Run one fine-tuning cell: zero-shot and fine-tuned accuracy on the task's test sample and on "
+                    "the suite's other tasks, id_gain, id_gain_norm and ood_change, written as one result file "
+                    "under --out (reused when it exists).")
+    ft.add_argument("--encoder", required=True, help="one of the suite's encoders (or any registered one)")
+    ft.add_argument("--method", required=True, help="full, bitfit, attention, lora or clip_adapter")
+    ft.add_argument("--task", required=True, help="the target task")
+    ft.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
+    ft.add_argument("--suite", default="mini", help="whose settings and out-of-domain tasks to use (default: mini)")
+    ft.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
+    _data_options(ft)
 
     board = sub.add_parser(
         "leaderboard", help="rank the estimators from a results folder (markdown, CSV, plots)",
@@ -111,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("ls", help="list estimators, encoders, tasks or suites",
                         description="List what the harness knows about.")
-    ls.add_argument("what", choices=["estimators", "encoders", "tasks", "suites"], help="which registry to list")
+    ls.add_argument("what", choices=["estimators", "encoders", "tasks", "suites", "methods"],
+                    help="which registry to list")
     ls.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'iimm*'")
     ls.add_argument("--format", choices=["table", "json"], default="table")
     _plugin_option(ls)
@@ -188,6 +209,11 @@ def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
         return [{"task": t.id, "classes": t.n_classes, "train": t.splits.get("train"), "test": t.splits.get("test"),
                  "suites": ",".join(t.suites), "template": t.template}
                 for t in map(TASKS.get, TASKS.select(pattern))], []
+    if what == "methods":
+        from .methods import METHODS
+
+        return [{"method": n, "acts on": METHODS.get(n).acts_on, "description": METHODS.get(n).description}
+                for n in METHODS.select(pattern)], METHODS.plugin_errors
     from .suites import SUITES
 
     return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "description": s.description}
@@ -215,6 +241,25 @@ def cmd_run(args) -> int:
     from .run import main_run
 
     return main_run(args)
+
+
+def cmd_finetune(args) -> int:
+    from tasks import get_task
+
+    from .outcomes import run_outcome
+    from .run import finetune_config
+    from .suites import SUITES
+
+    suite = SUITES.get(args.suite)
+    get_task(args.task)
+    record = run_outcome(args.encoder, args.method, args.task, args.seed, suite.tasks, finetune_config(suite),
+                         Path(args.out or Path("results") / suite.name), args.data_root, args.cache_dir, args.device)
+    zs, ft = record["acc_zs"][args.task], record["acc_ft"][args.task]
+    print(f"{args.encoder} {args.method} on {args.task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
+          f"id_gain {record['id_gain']:+.3f}, ood_change {record['ood_change']:+.3f} over "
+          f"{len(record['eval_tasks'])} other task(s); trainable {record['trainable']}; "
+          f"{record['seconds']['total']:.1f}s")
+    return 0
 
 
 def cmd_leaderboard(args) -> int:
@@ -249,5 +294,6 @@ def cmd_embed(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "leaderboard": cmd_leaderboard, "embed": cmd_embed,
+COMMANDS = {"run": cmd_run, "score": cmd_score, "finetune": cmd_finetune, "leaderboard": cmd_leaderboard,
+            "embed": cmd_embed,
             "ls": cmd_ls}

@@ -1,13 +1,19 @@
-"""``python -m benchmark run``: embed every (encoder, task) of a suite, measure zero-shot
-accuracy, and score every estimator on the zero-shot training embeddings.
+"""``python -m benchmark run``: the whole grid of a suite, then the leaderboard.
 
-Each (encoder, task) is one result file under ``OUT/scores/`` and each task's
-pool-relative scores (NCTI) one file under ``OUT/pool_scores/``; a rerun skips the
-cells whose files exist, so an interrupted run resumes where it stopped. Cells run
-through ``benchmark.backends`` (joblib or Dask).
+1. score cells (encoder x task): embed the task's train and test samples (cached), measure
+   zero-shot accuracy, score every estimator on the train embeddings (``OUT/scores/``);
+   pool-relative estimators (NCTI) once per task across encoders (``OUT/pool_scores/``);
+2. outcome cells (encoder x method x task x seed): fine-tune and measure in-domain gain and
+   out-of-domain change on the suite's other tasks (``OUT/outcomes/``);
+3. the leaderboard over everything in ``OUT`` (``OUT/leaderboard.md``, CSVs, plots).
+
+One result file per cell; a rerun skips the cells whose files exist, so an interrupted
+run loses at most the cells in flight. Cells run through ``benchmark.backends`` (joblib
+or Dask).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from dataclasses import dataclass
@@ -155,6 +161,42 @@ def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = 
     return results, pools
 
 
+@dataclass(frozen=True)
+class OutcomeCell:
+    encoder: str
+    method: str
+    task: str
+    seed: int
+
+
+def finetune_config(suite: Suite):
+    """The suite's fine-tuning preset, sampled exactly like its score cells (so caches are shared)."""
+    from .finetune import finetune_preset
+
+    return dataclasses.replace(finetune_preset(suite.name), n_train=suite.n_train, n_test=suite.n_test,
+                               prompts=suite.prompts, sample_seed=suite.seeds[0])
+
+
+def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -> dict:
+    from .outcomes import run_outcome
+
+    return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, finetune_config(ctx.suite),
+                       ctx.out, ctx.data_root, ctx.cache_dir, ctx.device, progress=False)
+
+
+def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, ...], n_jobs: int = 1,
+                 backend: str = "loky", scheduler: str | None = None, log=print) -> list[dict]:
+    from .outcomes import outcome_path
+
+    config = finetune_config(ctx.suite)
+    done = sum(outcome_path(ctx.out, c.encoder, c.method, c.task, c.seed, eval_tasks, config).is_file()
+               for c in cells)
+    log(f"{len(cells)} fine-tuning cells planned ({done} already done): {len({c.method for c in cells})} "
+        f"method(s) x {len({c.seed for c in cells})} seed(s); out-of-domain tasks: {', '.join(eval_tasks)}")
+    return run_cells(functools.partial(outcome_cell, ctx, eval_tasks), cells, n_jobs, backend, scheduler,
+                     desc="fine-tuning cells")
+
+
 def zero_shot_table(results: list[dict]) -> str:
     """Markdown: zero-shot test accuracy per encoder (rows) and task (columns), chance, and the mean."""
     from tabulate import tabulate
@@ -172,21 +214,49 @@ def zero_shot_table(results: list[dict]) -> str:
                     missingval="-")
 
 
+def parse_seeds(text: str | None, suite: Suite) -> tuple[int, ...]:
+    if not text:
+        return suite.seeds
+    try:
+        seeds = tuple(int(s) for s in split_patterns(text))
+    except ValueError:
+        raise InvalidInput(f"--seeds takes comma-separated integers, got {text!r}") from None
+    return seeds
+
+
 def main_run(args) -> int:
+    from encoders.cache import atomic_write_bytes
+    from leaderboard import build
+
+    from .methods import METHODS
+
+    log = functools.partial(print, file=sys.stderr)
     suite = SUITES.get(args.suite)
     names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
+    methods = METHODS.names("*") if args.methods in ("all", "") else METHODS.select(args.methods)
+    seeds = parse_seeds(args.seeds, suite)
     cells = plan(suite, args.encoders, args.tasks, args.limit)
     out = Path(args.out or Path("results") / suite.name)
     ctx = Context(suite, tuple(names), out, args.data_root, args.cache_dir, args.device, args.download)
-    results, _ = run_scores(ctx, cells, args.n_jobs, args.backend, args.scheduler,
-                            log=lambda m: print(m, file=sys.stderr))
+    results, _ = run_scores(ctx, cells, args.n_jobs, args.backend, args.scheduler, log=log)
     if not results:
         raise InvalidInput("no cell could be run (every task was unavailable); see the lines above")
     table = zero_shot_table(results)
-    from encoders.cache import atomic_write_bytes
-
     atomic_write_bytes(out / "zero_shot.md", (f"Zero-shot top-1 accuracy on the test split (suite `{suite.name}`, "
                                               f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n{table}\n").encode())
+    available = tuple(t for t in suite.tasks if t in {r["task"] for r in results})
+    outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in methods for s in seeds]
+    if not args.no_finetune:
+        run_outcomes(ctx, outcome_cells, available, args.n_jobs, args.backend, args.scheduler, log=log)
+    board = build(out, out, suite=suite.name)
     print(table)
-    print(f"\nresults: {out}/scores/ ({len(results)} cells); zero-shot table: {out}/zero_shot.md")
+    if board["stats"] is not None:
+        from leaderboard.render import RANK_BY, ranking
+
+        top = ranking(board["stats"], RANK_BY, board["seconds"]).head(10)
+        print(f"\ntop estimators by leave-one-task-out R² on {RANK_BY}:")
+        print(top[["rank", "estimator", "loto_r2", "pearson_signed", "spearman_signed"]].to_string(index=False))
+    if board["missing"]:
+        log(f"partial results: missing {'; '.join(board['missing'])}")
+    print(f"\nleaderboard: {board['path']}  (results: {out})")
     return 0

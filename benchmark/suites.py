@@ -35,7 +35,7 @@ PAPER = Suite(
     n_train=5000, n_test=None, prompts="single")
 SMOKE = Suite(
     "smoke", "seconds: a tiny random-init open_clip encoder on tiny samples, for tests",
-    encoders=("smoke",), tasks=("digits", "mnist", "notmnist"), n_train=40, n_test=40, prompts="single")
+    encoders=("smoke",), tasks=("digits", "mnist", "notmnist"), n_train=100, n_test=100, prompts="single")
 
 for _suite in (MINI, PAPER, SMOKE):
     SUITES.register(_suite.name)(_suite)

@@ -183,4 +183,4 @@ def build(results: Path, out: Path, suite: str | None = None, n_boot: int = 1000
                        .to_csv(index=False, float_format="%.10g").encode())
     atomic_write_bytes(out / "outcomes.csv", collected["outcomes"].sort_values(["encoder", "method", "task", "seed"])
                        .to_csv(index=False, float_format="%.10g").encode())
-    return {"missing": missing, "stats": stats, "path": out / "leaderboard.md"}
+    return {"missing": missing, "stats": stats, "seconds": seconds, "path": out / "leaderboard.md"}

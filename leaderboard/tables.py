@@ -27,14 +27,15 @@ def collect(results: Path) -> dict:
     score_cells = _latest(read_all(results, "scores"), lambda r: (r["encoder"], r["task"]))
     pool_cells = _latest(read_all(results, "pool_scores"), lambda r: r["task"])
     outcome_cells = _latest(read_all(results, "outcomes"),
-                            lambda r: (r["encoder"], r["method"], r["task"], r["seed"]))
+                            lambda r: (r["encoder"], r["method"], r["target"], r["seed"]))
     rows = [(r["encoder"], r["task"], name, v["score"], v["seconds"])
             for r in score_cells for name, v in r["scores"].items()]
     rows += [(encoder, p["task"], name, v["score"], v["seconds"])
              for p in pool_cells for encoder, by_name in p["scores"].items() for name, v in by_name.items()]
     table = pd.DataFrame(rows, columns=["encoder", "task", "estimator", "score", "seconds"])
-    outcomes = pd.DataFrame([{k: r[k] for k in ("encoder", "method", "task", "seed", *OUTCOME_FIELDS)}
-                             for r in outcome_cells],
+    # id_gain_norm is undefined where zero-shot accuracy is already 1: such cells are left out
+    outcomes = pd.DataFrame([{"task": r["target"], **{k: r[k] for k in ("encoder", "method", "seed", *OUTCOME_FIELDS)}}
+                             for r in outcome_cells if all(r[k] is not None for k in OUTCOME_FIELDS)],
                             columns=["encoder", "method", "task", "seed", *OUTCOME_FIELDS])
     return {"scores": table.drop(columns="seconds"), "seconds": table, "outcomes": outcomes,
             "score_cells": score_cells, "outcome_cells": outcome_cells}

@@ -1,4 +1,5 @@
-"""`python -m benchmark run` end to end on the smoke suite: result files, resume, bad names."""
+"""`python -m benchmark run`'s score stage on the smoke suite: result files, resume, backends, bad names.
+The whole pipeline (fine-tuning and leaderboard included) is tested in test_smoke_suite.py."""
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from benchmark.results import read_all
 def smoke_run(tmp_path_factory):
     out, cache = tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("cache")
     args = ["run", "--suite", "smoke", "--out", str(out), "--cache-dir", str(cache),
-            "--estimators", "iimm*,logme,zero_shot_acc,ncti"]
+            "--estimators", "iimm*,logme,zero_shot_acc,ncti", "--no-finetune"]
     assert main(args) == 0
     return out, args
 
@@ -22,7 +23,7 @@ def test_one_result_file_per_cell_with_scores(smoke_run):
     assert sorted(r["task"] for r in results) == ["digits", "mnist", "notmnist"]
     for r in results:
         assert set(r["scores"]) == {"iimm", "iimm_inter", "iimm_intra", "logme", "zero_shot_acc"}
-        assert r["n_train"] == 40 and r["n_test"] == 40
+        assert r["n_train"] == 100 and r["n_test"] == 100
         assert 0.0 <= r["zero_shot_acc_test"] <= 1.0 and r["chance"] == pytest.approx(0.1)
         assert r["spec"]["estimators"]["iimm"] == "1" and r["date"]
     # one encoder only: the pool-relative NCTI has nothing to compare against and writes nothing
@@ -41,7 +42,7 @@ def test_rerun_skips_finished_cells_and_changes_nothing(smoke_run, capsys):
 
 def test_limit_and_filters(tmp_path, capsys):
     assert main(["run", "--suite", "smoke", "--tasks", "dig*", "--limit", "1", "--out", str(tmp_path),
-                 "--cache-dir", str(tmp_path / "cache"), "--estimators", "iimm"]) == 0
+                 "--cache-dir", str(tmp_path / "cache"), "--estimators", "iimm", "--no-finetune"]) == 0
     assert [json.loads(p.read_text())["task"] for p in (tmp_path / "scores").glob("*.json")] == ["digits"]
 
 
@@ -51,7 +52,7 @@ def test_limit_and_filters(tmp_path, capsys):
     (["--suite", "smoke", "--estimators", "iim"], "did you mean 'iimm'"),
 ])
 def test_bad_names_are_one_line_and_status_2(tmp_path, capsys, args, message):
-    assert main(["run", *args, "--out", str(tmp_path)]) == 2
+    assert main(["run", *args, "--out", str(tmp_path), "--no-finetune"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
@@ -60,6 +61,6 @@ def test_smoke_grid_on_a_local_dask_cluster(tmp_path):
     distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
     with distributed.LocalCluster(n_workers=2, processes=False, dashboard_address=None) as cluster:
         assert main(["run", "--suite", "smoke", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
-                     "--estimators", "iimm,logme", "--backend", "dask", "--scheduler",
+                     "--estimators", "iimm,logme", "--no-finetune", "--backend", "dask", "--scheduler",
                      cluster.scheduler_address]) == 0
     assert sorted(r["task"] for r in read_all(tmp_path, "scores")) == ["digits", "mnist", "notmnist"]

@@ -1,0 +1,188 @@
+"""Outcomes: what fine-tuning does to one encoder on one target task (DESIGN.md, "Outcome").
+
+``run_outcome`` measures one grid cell (encoder x method x target task x seed): zero-shot
+accuracy from the cached embeddings, fine-tuning on the target's training sample (the one
+the estimators score), then fine-tuned accuracy on the target's test sample and on every
+other task of the suite (class-balanced ``n_ood`` subsets of their cached ``n_test``
+samples, so no image is embedded twice). Accuracy is zero-shot style before and
+after (argmax over class-prompt logits, IIMM ``test.py``). Derived deltas (paper.md s2.4):
+
+* ``id_gain = acc_ft(target) - acc_zs(target)``
+* ``id_gain_norm = id_gain / (1 - acc_zs(target))`` (gain over zero-shot error; None at acc_zs = 1)
+* ``ood_change`` = mean over the other tasks of ``acc_ft - acc_zs`` (forgetting when negative)
+
+One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.results``: named by the
+cell, content-addressed by its spec (everything that changes the result), written
+atomically, and skipped when it exists, so a killed run resumes cell by cell.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tasks import balanced_indices, get_task
+
+from .finetune import ENGINE_VERSION, Examples, FinetuneConfig, accuracy, finetune, seed_everything
+from .methods import backbone_trains, get_method
+from .results import cell_path, read_cell, write_cell
+
+KIND = "outcomes"
+
+
+def outcome_spec(encoder_name: str, method, target: str, seed: int, others: list[str],
+                 config: FinetuneConfig) -> dict:
+    """Everything that changes a cell's result (its file name carries the sha256 of this)."""
+    return {"kind": KIND, "encoder": encoder_name, "method": method.name, "method_version": method.version,
+            "engine_version": ENGINE_VERSION, "target": target, "seed": seed, "eval_tasks": sorted(others),
+            "task_versions": {t: get_task(t).version for t in sorted({target, *others})},
+            "config": config.spec(method)}
+
+
+def outcome_path(out, encoder_name: str, method_name: str, target: str, seed: int, eval_tasks,
+                 config: FinetuneConfig) -> Path:
+    """Where the cell's result file lives (whether or not it exists yet)."""
+    method = get_method(method_name)
+    return _cell(out, encoder_name, method, target, seed, eval_tasks, config.for_method(method))[2]
+
+
+def _cell(out, encoder_name: str, method, target: str, seed: int, eval_tasks, cfg: FinetuneConfig):
+    """(other tasks, spec, result path) of a cell; ``cfg`` is already resolved for ``method``."""
+    others = [t for t in dict.fromkeys(eval_tasks) if t != target]
+    spec = outcome_spec(encoder_name, method, target, seed, others, cfg)
+    return others, spec, cell_path(Path(out), KIND, f"{encoder_name}__{method.name}__{target}__seed{seed}", spec)
+
+
+def deltas(acc_zs: dict[str, float], acc_ft: dict[str, float], target: str) -> dict:
+    """``id_gain``, ``id_gain_norm``, per-task ``ood_changes`` and their mean ``ood_change``."""
+    gain = acc_ft[target] - acc_zs[target]
+    changes = {t: acc_ft[t] - acc_zs[t] for t in acc_zs if t != target}
+    return {"id_gain": gain, "id_gain_norm": gain / (1 - acc_zs[target]) if acc_zs[target] < 1 else None,
+            "ood_changes": changes, "ood_change": float(np.mean(list(changes.values()))) if changes else None}
+
+
+def zero_shot_accuracy(emb, keep: np.ndarray | None = None) -> float:
+    """Top-1 of ``argmax(image @ text.T)`` on (the rows ``keep`` of) a cached EmbeddingSet."""
+    keep = np.arange(emb.n) if keep is None else keep
+    logits = emb.image[keep].astype(np.float64) @ emb.text.astype(np.float64).T
+    return float(np.mean(logits.argmax(axis=1) == emb.labels[keep]))
+
+
+def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int, eval_tasks,
+                config: FinetuneConfig, out, data_root=None, cache_dir=None, device: str = "auto",
+                progress: bool = True) -> dict:
+    """Measure one cell, write its result file, return the stored record (an existing file is reused).
+
+    Every task's test sample is the cached ``n_test`` one (shared with the scores stage); the
+    other tasks are evaluated on a class-balanced ``n_ood`` subset of it."""
+    from encoders import get_encoder
+    from encoders.extract import embed, pick_device
+
+    method = get_method(method_name)
+    cfg = config.for_method(method)
+    others, spec, path = _cell(out, encoder_name, method, target_task, seed, eval_tasks, cfg)
+    done = read_cell(path)
+    if done is not None:
+        return done
+
+    clock = {"start": _now()}
+    device = pick_device(device)
+    encoder = get_encoder(encoder_name, device="cpu")
+    tasks = {t: get_task(t) for t in [target_task, *others]}
+    clock["load"] = _now()
+    kw = dict(seed=cfg.sample_seed, prompts=cfg.prompts, data_root=data_root, cache_dir=cache_dir, device=device,
+              progress=progress)
+    train = Sample(tasks[target_task], "train", cfg.n_train, embed(encoder, tasks[target_task], "train",
+                                                                    n=cfg.n_train, **kw))
+    tests = {t: Sample(task, "test", cfg.n_test, embed(encoder, task, "test", n=cfg.n_test, **kw),
+                       None if t == target_task else cfg.n_ood) for t, task in tasks.items()}
+    acc_zs = {t: zero_shot_accuracy(s.emb, s.keep(cfg.sample_seed)) for t, s in tests.items()}
+    clock["zero_shot"] = _now()
+
+    tuned, chosen, report, trials = _train_best(
+        encoder, method, tasks[target_task], cfg, seed, device, progress,
+        lambda with_images: train.examples(with_images, cfg.sample_seed, data_root))
+    clock["train"] = _now()
+    with_images = backbone_trains(tuned, "image")
+    acc_ft = {t: accuracy(tuned, encoder, s.task, s.examples(with_images, cfg.sample_seed, data_root), cfg, device,
+                          progress) for t, s in tests.items()}
+    clock["evaluate"] = _now()
+    result = {
+        "encoder": encoder_name, "encoder_id": encoder.id, "weights_tag": encoder.weights_tag,
+        "method": method.name, "target": target_task, "seed": seed, "eval_tasks": others,
+        "acc_zs": acc_zs, "acc_ft": acc_ft,
+        "n_test": {t: int(s.keep(cfg.sample_seed).size) for t, s in tests.items()},
+        **deltas(acc_zs, acc_ft, target_task),
+        "trainable": report["trainable"], "unused_parameters": report["unused"],
+        "hyperparameters": chosen.spec(method), "sweep": trials,
+        "training": {k: v for k, v in report.items() if k not in ("trainable", "unused")},
+        "seconds": _phases(clock), "threads": torch.get_num_threads(), "device": device,
+        "versions": encoder.versions}
+    write_cell(path, spec, result)
+    return read_cell(path)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A task's cached sample (``emb``: the EmbeddingSet of ``task.load(split, n=n)``), of
+    which ``n_subset`` class-balanced items are used (None: all)."""
+
+    task: object
+    split: str
+    n: int | None
+    emb: object
+    n_subset: int | None = None
+
+    def keep(self, seed: int) -> np.ndarray:
+        return balanced_indices(self.emb.labels, self.n_subset, seed)
+
+    def examples(self, with_images: bool, seed: int, data_root=None) -> Examples:
+        """The kept items as Examples: cached features, plus decoded images when the image tower trains."""
+        keep = self.keep(seed)
+        images = None
+        if with_images:
+            sample = self.task.load(self.split, data_root=data_root, n=self.n, seed=seed)
+            if not np.array_equal(sample.labels, self.emb.labels):
+                raise RuntimeError(f"cached embeddings of {self.task.id}/{self.split} do not match its sample; "
+                                   f"clear the embedding cache")
+            images = [sample.images[i] for i in keep]
+        return Examples(self.emb.labels[keep], self.emb.image[keep], images)
+
+
+def _phases(clock: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Wall and process-CPU seconds per phase from consecutive (wall, cpu) readings, and totals
+    (CPU seconds / threads estimates the wall time on an otherwise idle machine)."""
+    names = list(clock)
+    out = {}
+    for unit, i in (("wall", 0), ("cpu", 1)):
+        spans = {b: round(clock[b][i] - clock[a][i], 3) for a, b in zip(names, names[1:])}
+        out[unit] = {**spans, "total": round(clock[names[-1]][i] - clock[names[0]][i], 3)}
+    return out
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _train_best(encoder, method, task, cfg: FinetuneConfig, seed: int, device: str, progress: bool, load):
+    """Fine-tune once per sweep point (each from a pristine copy when there are several) and
+    keep the model with the best validation accuracy. ``load(with_images)`` gives the examples."""
+    points = cfg.grid()
+    best, trials, examples = None, [], None
+    for point in points:
+        trial = encoder if len(points) == 1 else dataclasses.replace(encoder, model=copy.deepcopy(encoder.model))
+        seed_everything(seed)
+        tuned = method.prepare(trial, point)
+        if examples is None:
+            examples = load(backbone_trains(tuned, "image"))
+        report = finetune(tuned, trial, task, examples, point, seed, device, progress)
+        trials.append({"settings": {k: getattr(point, k) for k in sorted(cfg.sweep)},
+                       "best_val_acc": report["best_val_acc"]})
+        if best is None or report["best_val_acc"] > best[2]["best_val_acc"]:
+            best = (tuned, point, report)
+    return (*best, trials)
