@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        for plugin in args.plugins:
+        for plugin in getattr(args, "plugins", []):
             import_plugin(plugin)
         return COMMANDS[args.command](args)
     except InvalidInput as exc:

@@ -50,6 +50,8 @@ def test_limit_and_filters(tmp_path, capsys):
     (["--suite", "smok"], "did you mean 'smoke'"),
     (["--suite", "smoke", "--tasks", "cifar*"], "no task of suite 'smoke' matches"),
     (["--suite", "smoke", "--estimators", "iim"], "did you mean 'iimm'"),
+    (["--suite", "smoke", "--methods", "lorra"], "did you mean 'lora'"),
+    (["--suite", "smoke", "--seeds", "one"], "comma-separated integers"),
 ])
 def test_bad_names_are_one_line_and_status_2(tmp_path, capsys, args, message):
     assert main(["run", *args, "--out", str(tmp_path), "--no-finetune"]) == 2
@@ -64,3 +66,14 @@ def test_smoke_grid_on_a_local_dask_cluster(tmp_path):
                      "--estimators", "iimm,logme", "--no-finetune", "--backend", "dask", "--scheduler",
                      cluster.scheduler_address]) == 0
     assert sorted(r["task"] for r in read_all(tmp_path, "scores")) == ["digits", "mnist", "notmnist"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["finetune", "--encoder", "smoke", "--method", "ful", "--task", "digits"], "did you mean 'full'"),
+    (["finetune", "--encoder", "smoke", "--method", "full", "--task", "digit"], "did you mean 'digits'"),
+    (["embed", "--encoder", "smok", "--task", "digits"], "did you mean 'smoke'"),
+])
+def test_other_commands_reject_unknown_names(tmp_path, capsys, args, message):
+    assert main([*args, "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
