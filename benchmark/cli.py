@@ -276,10 +276,9 @@ def cmd_leaderboard(args) -> int:
 def cmd_embed(args) -> int:
     import time
 
-    import numpy as np
-
     from encoders import get_encoder
     from encoders.extract import embed
+    from estimators.zero_shot_acc import zero_shot_accuracy
     from tasks import get_task
 
     task = get_task(args.task)
@@ -287,7 +286,7 @@ def cmd_embed(args) -> int:
     start = time.perf_counter()
     emb = embed(encoder, task, args.split, n=args.n, seed=args.seed, prompts=args.prompts, data_root=args.data_root,
                 cache_dir=args.cache_dir, device=args.device, batch_size=args.batch_size, download=args.download)
-    accuracy = np.mean(np.argmax(emb.image @ emb.text.T, axis=1) == emb.labels)
+    accuracy = zero_shot_accuracy(emb.image, emb.labels, emb.text)
     print(f"{encoder.id} on {task.id}/{args.split}: n={emb.n} dim={emb.dim} classes={emb.n_classes} "
           f"zero-shot acc={accuracy:.3f} (chance {1 / task.n_classes:.3f}) "
           f"in {time.perf_counter() - start:.1f}s; source: {emb.meta.get('source')}")

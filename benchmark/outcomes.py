@@ -28,6 +28,8 @@ import torch
 
 from tasks import balanced_indices, get_task
 
+from estimators.zero_shot_acc import zero_shot_accuracy
+
 from .finetune import ENGINE_VERSION, Examples, FinetuneConfig, accuracy, finetune, seed_everything
 from .methods import backbone_trains, get_method
 from .results import cell_path, read_cell, write_cell
@@ -66,13 +68,6 @@ def deltas(acc_zs: dict[str, float], acc_ft: dict[str, float], target: str) -> d
             "ood_changes": changes, "ood_change": float(np.mean(list(changes.values()))) if changes else None}
 
 
-def zero_shot_accuracy(emb, keep: np.ndarray | None = None) -> float:
-    """Top-1 of ``argmax(image @ text.T)`` on (the rows ``keep`` of) a cached EmbeddingSet."""
-    keep = np.arange(emb.n) if keep is None else keep
-    logits = emb.image[keep].astype(np.float64) @ emb.text.astype(np.float64).T
-    return float(np.mean(logits.argmax(axis=1) == emb.labels[keep]))
-
-
 def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int, eval_tasks,
                 config: FinetuneConfig, out, data_root=None, cache_dir=None, device: str = "auto",
                 progress: bool = True) -> dict:
@@ -101,7 +96,8 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
                                                                     n=cfg.n_train, **kw))
     tests = {t: Sample(task, "test", cfg.n_test, embed(encoder, task, "test", n=cfg.n_test, **kw),
                        None if t == target_task else cfg.n_ood) for t, task in tasks.items()}
-    acc_zs = {t: zero_shot_accuracy(s.emb, s.keep(cfg.sample_seed)) for t, s in tests.items()}
+    acc_zs = {t: zero_shot_accuracy(s.emb.image[keep], s.emb.labels[keep], s.emb.text)
+              for t, s in tests.items() for keep in [s.keep(cfg.sample_seed)]}
     clock["zero_shot"] = _now()
 
     tuned, chosen, report, trials = _train_best(

@@ -24,6 +24,7 @@ import numpy as np
 
 from estimators import ESTIMATORS, InvalidInput, estimator_class
 from estimators.registry import split_patterns
+from estimators.zero_shot_acc import zero_shot_accuracy
 
 from .backends import run_cells
 from .results import cell_path, read_cell, write_cell
@@ -113,11 +114,10 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     except TaskUnavailable as exc:
         return {"unavailable": str(exc), "task": cell.task}
     scores, skipped = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0])
-    logits = test.image.astype(np.float64) @ test.text.astype(np.float64).T
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
-              "zero_shot_acc_test": float(np.mean(logits.argmax(axis=1) == test.labels)),
+              "zero_shot_acc_test": zero_shot_accuracy(test.image, test.labels, test.text),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
               "skipped": {s.estimator: s.reason for s in skipped},
               "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
