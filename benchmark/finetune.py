@@ -131,22 +131,21 @@ def relevant_fields(method) -> tuple[str, ...]:
 
 
 #: ``mini``: 2-core CPU, offline ConSE encoders; sized so the 3 x 9 x 5 grid takes about
-#: 33 min on an idle 2-core machine (costs in benchmark.outcomes' docs). Full fine-tuning:
-#: AdamW lr 1e-4, wd 0.01, frozen BatchNorm (shared/research/feasibility.md s3: the cheapest
-#: rate that moves ConSE accuracy; 3e-4 was unstable), one epoch in batches of 16: the ~30
-#: updates of feasibility's 2 epochs x 32 at half the image cost (CIFAR-10, conse-lite0:
-#: 0.418 -> 0.640 versus 0.674). PEFT methods barely move at 1e-4 (LoRA not at all), so each
-#: has the rate that did best on CIFAR-10 / notMNIST validation accuracy (conse-lite0); the
-#: text-only ones (ConSE's image tower has no attention) read cached image embeddings, are
-#: cheap per step and get 4 epochs of 32; the adapter 50 epochs at 1e-3 (feasibility.md).
-#: One random template per step keeps a trained text tower affordable (GTSRB: 43 x 5
-#: prompts); evaluation always uses the whole ensemble.
-MINI = FinetuneConfig(optimizer="adamw", lr=1e-4, weight_decay=0.01, epochs=1, batch_size=16, prompts="ensemble",
-                      templates_per_step=1, n_train=500, n_test=500, n_ood=100,
-                      overrides={"bitfit": {"lr": 1e-3},
-                                 "attention": {"lr": 3e-4, "epochs": 4, "batch_size": 32},
-                                 "lora": {"lr": 1e-2, "epochs": 4, "batch_size": 32},
-                                 "clip_adapter": {"lr": 1e-3, "epochs": 50, "batch_size": 32}})
+#: 35 min on an idle 2-core machine (measured costs in benchmark.outcomes' docs). Full
+#: fine-tuning: AdamW lr 1e-4, wd 0.01, 2 epochs of the 500-image sample in batches of 32,
+#: BatchNorm frozen (shared/research/feasibility.md s3: the cheapest recipe that moves ConSE
+#: accuracy; 3e-4 was unstable). The PEFT methods barely move at 1e-4 (LoRA not at all), so
+#: each has the rate that did best on CIFAR-10 / notMNIST validation accuracy of conse-lite0
+#: (the paper grid-searches it too). BitFit runs one epoch in batches of 16 (same number of
+#: updates, half the image cost). The text-only methods (ConSE's image tower has no
+#: attention) read cached image embeddings and get 3 epochs; the adapter 50 epochs at 1e-3
+#: (feasibility.md). One random template per step keeps a trained text tower affordable
+#: (GTSRB: 43 x 5 prompts); evaluation always uses the whole ensemble.
+MINI = FinetuneConfig(optimizer="adamw", lr=1e-4, weight_decay=0.01, epochs=2, batch_size=32, prompts="ensemble",
+                      templates_per_step=1, n_train=500, n_test=500, n_ood=50,
+                      overrides={"bitfit": {"lr": 1e-3, "epochs": 1, "batch_size": 16},
+                                 "attention": {"lr": 3e-4, "epochs": 3}, "lora": {"lr": 1e-2, "epochs": 3},
+                                 "clip_adapter": {"lr": 1e-3, "epochs": 50}})
 #: ``paper``: IIMM's protocol (paper.md s2.3): SGD momentum 0.9, batch 128, 30 epochs, the
 #: canonical template, whole splits, and its grid searched by validation accuracy.
 PAPER = FinetuneConfig(optimizer="sgd", lr=1e-5, weight_decay=1e-4, epochs=30, batch_size=128, prompts="single",

@@ -105,8 +105,9 @@ def trainable_counts(tuned: nn.Module) -> dict[str, int]:
     """Number of trained scalars per tower, e.g. ``{"image": 0, "text": 110592}``."""
     counts = dict.fromkeys(TOWERS, 0)
     for name, p in trainable(tuned).items():
-        if tower_of(name):
-            counts[tower_of(name)] += p.numel()
+        tower = tower_of(name)
+        if tower:
+            counts[tower] += p.numel()
     return counts
 
 
