@@ -54,8 +54,9 @@ class FinetuneConfig:
 
     ``overrides[method]`` replaces fields for that method only (PEFT methods want other
     learning rates than full fine-tuning); ``sweep`` maps fields to values searched by
-    validation accuracy (the paper's grid). ``n_test`` / ``n_ood``: test images of the
-    target task / of every other task (None: the whole split); ``sample_seed`` draws those
+    validation accuracy (the paper's grid). ``n_test``: test images of every task (None: the
+    whole split); ``n_ood``: the class-balanced part of them used for the tasks other than
+    the target (None or more than ``n_test``: all); ``sample_seed`` draws those
     samples and the training sample (the estimators' ``seeds[0]``, so caches are shared).
     """
 
@@ -89,7 +90,6 @@ class FinetuneConfig:
                   (self.max_steps is None or self.max_steps >= 1, "max_steps must be None or >= 1"),
                   (self.templates_per_step is None or self.templates_per_step >= 1,
                    "templates_per_step must be None or >= 1"),
-                  (None in (self.n_ood, self.n_test) or self.n_ood <= self.n_test, "n_ood must not exceed n_test"),
                   (0 < self.val_fraction < 1 and self.max_val >= 1, "val_fraction must lie in (0, 1)"),
                   (self.lora_rank >= 1 and self.adapter_reduction >= 1, "lora_rank, adapter_reduction must be >= 1"),
                   (0 <= self.adapter_ratio <= 1, "adapter_ratio must lie in [0, 1]")]

@@ -19,15 +19,15 @@ Cost of a ``mini`` cell (``benchmark.finetune.MINI``), seconds of training + eva
 2 otherwise idle cores (torch 2.13 CPU, warm embedding cache); GTSRB (43 classes) is the
 costliest target for a trained text tower, the other targets cost about as much as CIFAR-10:
 
-=============  =====================  =====================  ===================
-method         conse-lite0 / CIFAR-10  conse-lite1 / CIFAR-10  conse-lite2 / GTSRB
-=============  =====================  =====================  ===================
-clip_adapter   5                      5                      6
-lora           7                      6                      26
-attention      7                      5                      ~27 (5 epochs: 44)
-bitfit         18                     19                     32
-full           35                     40                     62
-=============  =====================  =====================  ===================
+==============  ========================  ========================  ====================
+method          conse-lite0 / CIFAR-10    conse-lite1 / CIFAR-10    conse-lite2 / GTSRB
+==============  ========================  ========================  ====================
+clip_adapter    5                         5                         6
+lora            7                         6                         26
+attention       7                         5                         ~27 (5 epochs: 44)
+bitfit          18                        19                        32
+full            35                        40                        62
+==============  ========================  ========================  ====================
 
 So the 3 x 9 x 5 grid takes about 38 min, plus ~7 s per process to load the MiniLM text
 bank and, once, the embedding of every task's 500 + 500 images (~4 min, shared with the
