@@ -7,7 +7,6 @@ extra); without an address a local cluster is started in-process.
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Sequence
 
 from estimators import InvalidInput
@@ -62,10 +61,3 @@ def _run_dask(fn: Callable, cells: Sequence, n_jobs: int, scheduler: str | None,
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def limit_threads_per_worker(n_jobs: int) -> None:
-    """Share the cores between workers: each worker's BLAS and torch get cores // n_jobs threads."""
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, n_jobs)))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, threads)
