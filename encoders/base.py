@@ -56,6 +56,15 @@ class Encoder:
         return f"Encoder({self.id!r}, weights_tag={self.weights_tag!r})"
 
 
+def register_builder(name: str, builder: Callable[..., "Encoder"], *args, label: str) -> None:
+    """Register ``name`` as a factory ``f(device) -> builder(*args, device=device)``."""
+    def build(device: str = "cpu") -> Encoder:
+        return builder(*args, device=device)
+
+    build.__qualname__ = label
+    register_encoder(name)(build)
+
+
 def list_encoders(pattern: str | list[str] = "*") -> list[str]:
     """Registered encoder names matching fnmatch pattern(s), sorted."""
     return ENCODERS.names(pattern)

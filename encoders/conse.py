@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_encoder
+from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder
 from .torchvision_compat import import_open_clip, import_torchvision
 
 IMAGE_SIZE = 128
@@ -270,13 +270,5 @@ def conse_encoder(arch: str, package: str, device: str = "cpu", top_t: int = TOP
     )
 
 
-def _factory(arch: str, package: str):
-    def build(device: str = "cpu") -> Encoder:
-        return conse_encoder(arch, package, device=device)
-
-    build.__qualname__ = f"conse_encoder[{arch}]"
-    return build
-
-
 for _name, (_arch, _package) in IMAGE_TOWERS.items():
-    register_encoder(_name)(_factory(_arch, _package))
+    register_builder(_name, conse_encoder, _arch, _package, label=f"conse_encoder[{_arch}]")

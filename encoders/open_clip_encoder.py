@@ -23,7 +23,7 @@ import torch
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName, did_you_mean
 
-from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_encoder
+from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder
 from .torchvision_compat import import_open_clip
 
 HF_HUB_PREFIX = "hf-hub:"
@@ -131,13 +131,5 @@ def _jsonable(cfg: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
 
-def _paper_factory(arch: str, pretrained: str | None):
-    def build(device: str = "cpu") -> Encoder:
-        return open_clip_encoder(arch, pretrained, device=device)
-
-    build.__qualname__ = f"open_clip_encoder[{arch}/{pretrained}]"
-    return build
-
-
 for _name, (_arch, _tag) in PAPER_ENCODERS.items():
-    register_encoder(_name)(_paper_factory(_arch, _tag))
+    register_builder(_name, open_clip_encoder, _arch, _tag, label=f"open_clip_encoder[{_arch}/{_tag}]")
