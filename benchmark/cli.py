@@ -246,7 +246,7 @@ def cmd_run(args) -> int:
 def cmd_finetune(args) -> int:
     from tasks import get_task
 
-    from .outcomes import run_outcome
+    from .outcomes import cell_deltas, run_outcome
     from .run import finetune_config
     from .suites import SUITES
 
@@ -255,10 +255,12 @@ def cmd_finetune(args) -> int:
     record = run_outcome(args.encoder, args.method, args.task, args.seed, suite.tasks, finetune_config(suite),
                          Path(args.out or Path("results") / suite.name), args.data_root, args.cache_dir, args.device)
     zs, ft = record["acc_zs"][args.task], record["acc_ft"][args.task]
+    d = cell_deltas(record)
+    counted = len(d["ood_changes"]) - len(d["ood_excluded"])
+    ood = "n/a" if d["ood_change"] is None else f"{d['ood_change']:+.3f}"
     print(f"{args.encoder} {args.method} on {args.task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
-          f"id_gain {record['id_gain']:+.3f}, ood_change {record['ood_change']:+.3f} over "
-          f"{len(record['eval_tasks'])} other task(s); trainable {record['trainable']}; "
-          f"{record['seconds']['total']:.1f}s")
+          f"id_gain {d['id_gain']:+.3f}, ood_change {ood} over {counted} other task(s); "
+          f"trainable {record['trainable']}; {record['seconds']['wall']['total']:.1f}s")
     return 0
 
 

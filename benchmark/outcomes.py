@@ -9,7 +9,10 @@ after (argmax over class-prompt logits, IIMM ``test.py``). Derived deltas (paper
 
 * ``id_gain = acc_ft(target) - acc_zs(target)``
 * ``id_gain_norm = id_gain / (1 - acc_zs(target))`` (gain over zero-shot error; None at acc_zs = 1)
-* ``ood_change`` = mean over the other tasks of ``acc_ft - acc_zs`` (forgetting when negative)
+* ``ood_change`` = mean over the other tasks of ``acc_ft - acc_zs`` (forgetting when negative),
+  leaving out tasks whose images come from the target's dataset (``Task.dataset``: CIFAR-10's
+  animal and vehicle subsets for a CIFAR-10 target), which fine-tuning teaches rather than
+  makes it forget; their changes stay in ``ood_changes`` and are listed in ``ood_excluded``.
 
 One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.results``: named by the
 cell, content-addressed by its spec (everything that changes the result), written
@@ -79,12 +82,22 @@ def _cell(out, encoder_name: str, method, target: str, seed: int, eval_tasks, cf
     return others, spec, cell_path(Path(out), KIND, f"{encoder_name}__{method.name}__{target}__seed{seed}", spec)
 
 
-def deltas(acc_zs: dict[str, float], acc_ft: dict[str, float], target: str) -> dict:
-    """``id_gain``, ``id_gain_norm``, per-task ``ood_changes`` and their mean ``ood_change``."""
+def deltas(acc_zs: dict[str, float], acc_ft: dict[str, float], target: str, related=()) -> dict:
+    """``id_gain``, ``id_gain_norm``, per-task ``ood_changes`` and their mean ``ood_change`` over
+    the other tasks not in ``related`` (those sharing the target's images, ``ood_excluded``)."""
     gain = acc_ft[target] - acc_zs[target]
     changes = {t: acc_ft[t] - acc_zs[t] for t in acc_zs if t != target}
+    counted = [v for t, v in changes.items() if t not in related]
     return {"id_gain": gain, "id_gain_norm": gain / (1 - acc_zs[target]) if acc_zs[target] < 1 else None,
-            "ood_changes": changes, "ood_change": float(np.mean(list(changes.values()))) if changes else None}
+            "ood_changes": changes, "ood_excluded": sorted(set(related) & set(changes)),
+            "ood_change": float(np.mean(counted)) if counted else None}
+
+
+def cell_deltas(record: dict) -> dict:
+    """The deltas of a stored cell, recomputed from its accuracies under the current definition."""
+    dataset = get_task(record["target"]).dataset
+    related = [t for t in record["acc_zs"] if t != record["target"] and get_task(t).dataset == dataset]
+    return deltas(record["acc_zs"], record["acc_ft"], record["target"], related)
 
 
 def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int, eval_tasks,
@@ -132,7 +145,7 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
         "method": method.name, "target": target_task, "seed": seed, "eval_tasks": others,
         "acc_zs": acc_zs, "acc_ft": acc_ft,
         "n_test": {t: int(s.keep(cfg.sample_seed).size) for t, s in tests.items()},
-        **deltas(acc_zs, acc_ft, target_task),
+        **deltas(acc_zs, acc_ft, target_task, [t for t in others if tasks[t].dataset == tasks[target_task].dataset]),
         "trainable": report["trainable"], "unused_parameters": report["unused"],
         "hyperparameters": chosen.spec(method), "sweep": trials,
         "training": {k: v for k, v in report.items() if k not in ("trainable", "unused")},

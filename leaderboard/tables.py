@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.outcomes import cell_deltas
 from benchmark.results import read_all
 from estimators import InvalidInput
 
@@ -33,9 +34,11 @@ def collect(results: Path) -> dict:
     rows += [(encoder, p["task"], name, v["score"], v["seconds"])
              for p in pool_cells for encoder, by_name in p["scores"].items() for name, v in by_name.items()]
     table = pd.DataFrame(rows, columns=["encoder", "task", "estimator", "score", "seconds"])
+    # deltas are recomputed from the stored accuracies, so every cell follows the current definition;
     # id_gain_norm is undefined where zero-shot accuracy is already 1: such cells are left out
-    outcomes = pd.DataFrame([{"task": r["target"], **{k: r[k] for k in ("encoder", "method", "seed", *OUTCOME_FIELDS)}}
-                             for r in outcome_cells if all(r[k] is not None for k in OUTCOME_FIELDS)],
+    measured = [{"encoder": r["encoder"], "method": r["method"], "task": r["target"], "seed": r["seed"],
+                 **{k: d[k] for k in OUTCOME_FIELDS}} for r in outcome_cells for d in [cell_deltas(r)]]
+    outcomes = pd.DataFrame([m for m in measured if all(m[k] is not None for k in OUTCOME_FIELDS)],
                             columns=["encoder", "method", "task", "seed", *OUTCOME_FIELDS])
     return {"scores": table.drop(columns="seconds"), "seconds": table, "outcomes": outcomes,
             "score_cells": score_cells, "outcome_cells": outcome_cells}

@@ -50,6 +50,8 @@ class Task:
     ``templates[0]`` is the canonical template (the IIMM paper's for the ``paper`` suite); the
     rest form a prompt ensemble. ``class_subset`` lists the dataset class indices a class-subset
     variant keeps, in the order of ``classnames``; labels are re-indexed to 0..K-1.
+    ``dataset`` names the dataset the images come from: the task's own id, or for a
+    class-subset variant its parent's (tasks sharing it are not out-of-domain for each other).
     """
 
     id: str
@@ -65,6 +67,7 @@ class Task:
     fallback: Mapping[str, Any] | None = field(default=None, hash=False)
     description: str = ""
     how_to_get: str = ""
+    dataset: str = ""
 
     @property
     def n_classes(self) -> int:
@@ -146,7 +149,7 @@ def _resolve(spec: dict, specs: dict) -> dict:
     indices = [parent["classnames"].index(name) for name in spec["class_subset"]]
     base = {k: v for k, v in parent.items() if k != "description"}
     return {**base, **{k: v for k, v in spec.items() if k != "parent"},
-            "class_subset": indices, "classnames": spec["class_subset"]}
+            "class_subset": indices, "classnames": spec["class_subset"], "dataset": parent.get("dataset", parent["id"])}
 
 
 def _task(spec: dict) -> Task:
@@ -160,4 +163,5 @@ def _task(spec: dict) -> Task:
         loader=spec["loader"], loader_args=dict(spec.get("loader_args", {})),
         splits=dict(spec["splits"]), class_subset=tuple(subset) if subset else None,
         fallback=spec.get("fallback"),
-        description=spec.get("description", ""), how_to_get=spec.get("how_to_get", ""))
+        description=spec.get("description", ""), how_to_get=spec.get("how_to_get", ""),
+        dataset=spec.get("dataset", spec["id"]))

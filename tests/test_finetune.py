@@ -27,7 +27,7 @@ from benchmark.finetune import (MINI, SMOKE, Examples, FinetuneConfig, finetune,
                                 seed_everything)
 from benchmark.methods import (ResidualAdapter, get_method, list_methods, original_name,
                                trainable, trainable_counts)
-from benchmark.outcomes import deltas, outcome_path, run_outcome
+from benchmark.outcomes import cell_deltas, deltas, outcome_path, run_outcome
 from encoders import Encoder, get_encoder
 from encoders.extract import encode_images
 from estimators.embedding_set import l2_normalise
@@ -239,6 +239,18 @@ def test_deltas():
     assert d["id_gain"] == pytest.approx(0.25) and d["id_gain_norm"] == pytest.approx(0.5)
     assert d["ood_change"] == pytest.approx(-0.15) and set(d["ood_changes"]) == {"b", "c"}
     assert deltas({"a": 1.0}, {"a": 1.0}, "a")["id_gain_norm"] is None
+    related = deltas({"a": 0.5, "b": 0.4, "c": 1.0}, {"a": 0.75, "b": 0.2, "c": 0.9}, "a", related=["c"])
+    assert related["ood_change"] == pytest.approx(-0.2) and related["ood_excluded"] == ["c"]
+    assert set(related["ood_changes"]) == {"b", "c"}
+
+
+def test_tasks_sharing_the_target_images_are_not_out_of_domain():
+    acc = {"cifar10": 0.5, "cifar10_animals": 0.5, "cifar10_vehicles": 0.5, "mnist": 0.5}
+    record = {"target": "cifar10_animals", "acc_zs": acc,
+              "acc_ft": {"cifar10": 0.9, "cifar10_animals": 0.8, "cifar10_vehicles": 0.7, "mnist": 0.4}}
+    d = cell_deltas(record)
+    assert d["ood_excluded"] == ["cifar10", "cifar10_vehicles"] and d["ood_change"] == pytest.approx(-0.1)
+    assert get_task("mnist").dataset == "mnist" and get_task("cifar10_vehicles").dataset == "cifar10"
 
 
 # -- outcome cells ------------------------------------------------------------------------

@@ -77,3 +77,13 @@ def test_other_commands_reject_unknown_names(tmp_path, capsys, args, message):
     assert main([*args, "--cache-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_finetune_command_writes_one_cell_and_prints_its_deltas(tmp_path, capsys):
+    args = ["finetune", "--suite", "smoke", "--encoder", "smoke", "--method", "clip_adapter", "--task", "digits",
+            "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("smoke clip_adapter on digits (seed 0): accuracy ") and "over 2 other task(s)" in line
+    [record] = read_all(tmp_path, "outcomes")
+    assert record["method"] == "clip_adapter" and set(record["acc_ft"]) == {"digits", "mnist", "notmnist"}
