@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after zero-shot accuracy and estimator scores (no fine-tuning)")
     run.add_argument("--limit", type=int, metavar="N", help="run only the first N cells (a quick look)")
     run.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
-    run.add_argument("--n-jobs", type=int, default=1, metavar="N", help="cells run in parallel (default: 1)")
+    run.add_argument("--n-jobs", type=int, metavar="N",
+                     help="cells run in parallel (default: one per CPU core, at most 8, on CPU; 1 on a GPU)")
     run.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"],
                      help="joblib backend for the cells, or dask (default: loky)")
     run.add_argument("--scheduler", metavar="ADDRESS",

@@ -19,7 +19,7 @@ from .tables import collect, completeness
 
 TITLES = {"id_gain_norm": "In-domain gain over zero-shot error (id_gain_norm)",
           "id_gain": "In-domain gain (id_gain = acc_ft - acc_zs on the target)",
-          "ood_change": "Out-of-domain change (ood_change = mean acc_ft - acc_zs on the other tasks)"}
+          "ood_change": "Out-of-domain change (ood_change = mean acc_ft - acc_zs on the tasks of other datasets)"}
 RANK_BY = "id_gain_norm"
 
 
@@ -70,10 +70,13 @@ def _breakdown(stats: pd.DataFrame, by: str, value: str) -> str:
 
 
 def _outcome_summary(outcomes: pd.DataFrame) -> str:
-    table = outcomes.groupby(["method"])[list(OUTCOMES)].agg(["mean", "min", "max"])
-    body = [[m] + [f"{table.loc[m, (o, 'mean')]:+.3f} [{table.loc[m, (o, 'min')]:+.2f}, {table.loc[m, (o, 'max')]:+.2f}]"
-                   for o in ("id_gain", "ood_change")] for m in table.index]
-    return tabulate(body, headers=["method", "id_gain mean [min, max]", "ood_change mean [min, max]"],
+    body = []
+    for method, g in outcomes.groupby("method"):
+        cells = [f"{g[o].mean():+.3f} [{g[o].min():+.2f}, {g[o].max():+.2f}]" for o in ("id_gain", "ood_change")]
+        body.append([method, cells[0], f"{int((g['id_gain'] > 0).sum())}/{len(g)}", cells[1],
+                     f"{int((g['ood_change'] < 0).sum())}/{len(g)}"])
+    return tabulate(body, headers=["method", "id_gain mean [min, max]", "cells with id_gain > 0",
+                                   "ood_change mean [min, max]", "cells with ood_change < 0"],
                     tablefmt="github", disable_numparse=True)
 
 
@@ -127,7 +130,7 @@ def scatter_png(collected: dict, outcome: str) -> bytes:
     axes.flat[0].legend(fontsize=6, loc="best")
     fig.supylabel(outcome)
     fig.supxlabel("zero-shot estimator score (one point per encoder x task x method, seeds averaged)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.95, wspace=0.3, hspace=0.45)  # tight_layout: 1.5 s
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
