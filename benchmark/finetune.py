@@ -130,8 +130,8 @@ def relevant_fields(method) -> tuple[str, ...]:
     return tuple(k for k in _SETTINGS if k not in METHOD_FIELDS or k in method.hyperparameters)
 
 
-#: ``mini``: 2-core CPU, offline ConSE encoders; sized so the 3 x 9 x 5 grid takes about
-#: 35 min on an idle 2-core machine (measured costs in benchmark.outcomes' docs). Full
+#: ``mini``: 2-core CPU, offline ConSE encoders; sized so the 3 x 9 x 5 grid fits in the
+#: 45-minute budget of a cold run on 2 cores (measured costs in benchmark.outcomes' docs). Full
 #: fine-tuning: AdamW lr 1e-4, wd 0.01, 2 epochs of the 500-image sample in batches of 32,
 #: BatchNorm frozen (shared/research/feasibility.md s3: the cheapest recipe that moves ConSE
 #: accuracy; 3e-4 was unstable). The PEFT methods barely move at 1e-4 (LoRA not at all), so

@@ -32,10 +32,10 @@ bitfit          18                        19                        32
 full            35                        40                        62
 ==============  ========================  ========================  ====================
 
-So the 3 x 9 x 5 grid takes about 38 min, plus ~7 s per process to load the MiniLM text
-bank and, once, the embedding of every task's 500 + 500 images (~4 min, shared with the
-scores stage). Timings vary by about 30%, and several-fold when other processes compete
-for the two cores.
+Measured over the whole 3 x 9 x 5 grid, one cell at a time on two threads: 2,404 s of cells
+(full 1,227, bitfit 570, lora 243, attention 235, clip_adapter 129), 40.5 min in all. Two
+one-thread cells side by side (``run``'s default ``--n-jobs`` on 2 cores) do ~1.3x the work per
+minute. Timings vary by about 30%, and several-fold when other processes compete for the cores.
 """
 from __future__ import annotations
 

@@ -34,6 +34,9 @@ def _interval(lo, hi) -> str:
 def ranking(stats: pd.DataFrame, outcome: str, seconds: pd.Series) -> pd.DataFrame:
     """Per estimator: means over the (method, encoder) groups of one outcome, ranked by LOTO R^2."""
     rows = stats[(stats["group_kind"] == "encoder") & (stats["outcome"] == outcome)]
+    up = rows["higher_is_better"].to_numpy()  # the interval of the direction-adjusted r
+    rows = rows.assign(pearson_boot_lo=np.where(up, rows["pearson_boot_lo"], -rows["pearson_boot_hi"]),
+                       pearson_boot_hi=np.where(up, rows["pearson_boot_hi"], -rows["pearson_boot_lo"]))
     numeric = ["loto_r2", "loto_mae", "pearson_signed", "pearson_boot_lo", "pearson_boot_hi", "spearman_signed",
                "kendall_signed", "wtau_signed", "r2", "ref_diff", "ref_diff_lo", "ref_diff_hi"]
     table = rows.groupby("estimator")[numeric].mean()

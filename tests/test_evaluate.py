@@ -283,3 +283,18 @@ def test_empty_join_gives_empty_frame():
     s, o = tables({"est": [1.0, 2.0, 3.0]}, [1.0, 2.0, 3.0])
     out = evaluate(s, o.assign(encoder="elsewhere"), UP)
     assert out.empty and list(out.columns) == COLUMNS
+
+
+def test_leaderboard_interval_follows_the_direction_adjusted_r():
+    from leaderboard.render import ranking
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=8)
+    noisy = y + 0.3 * rng.normal(size=8)
+    out = evaluate(*tables({"est": noisy, "down": -noisy, "iimm": y}, y), UP, n_boot=200)
+    table = ranking(out, "id_gain", pd.Series(dtype=float)).set_index("estimator")
+    for name in ("est", "down"):  # "down" is lower-is-better: its signed r and interval equal est's
+        r = table.loc[name]
+        assert r.pearson_boot_lo <= r.pearson_signed <= r.pearson_boot_hi
+        assert (r.pearson_signed, r.pearson_boot_lo, r.pearson_boot_hi) == pytest.approx(
+            tuple(table.loc["est", ["pearson_signed", "pearson_boot_lo", "pearson_boot_hi"]]))
