@@ -107,7 +107,7 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
 
     Every task's test sample is the cached ``n_test`` one (shared with the scores stage); the
     other tasks are evaluated on a class-balanced ``n_ood`` subset of it."""
-    from encoders import get_encoder
+    from encoders.base import shared_encoder
     from encoders.extract import embed, pick_device
 
     method = get_method(method_name)
@@ -119,7 +119,7 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
 
     clock = {"start": _now()}
     device = pick_device(device)
-    encoder = get_encoder(encoder_name, device="cpu")
+    encoder = shared_encoder(encoder_name)
     tasks = {t: get_task(t) for t in [target_task, *others]}
     clock["load"] = _now()
     kw = dict(seed=cfg.sample_seed, prompts=cfg.prompts, data_root=data_root, cache_dir=cache_dir, device=device,
@@ -198,12 +198,12 @@ def _now() -> tuple[float, float]:
 
 
 def _train_best(encoder, method, task, cfg: FinetuneConfig, seed: int, device: str, progress: bool, load):
-    """Fine-tune once per sweep point (each from a pristine copy when there are several) and
-    keep the model with the best validation accuracy. ``load(with_images)`` gives the examples."""
+    """Fine-tune a copy of ``encoder`` (left untouched) once per sweep point and keep the model
+    with the best validation accuracy. ``load(with_images)`` gives the examples."""
     points = cfg.grid()
     best, trials, examples = None, [], None
     for point in points:
-        trial = encoder if len(points) == 1 else dataclasses.replace(encoder, model=copy.deepcopy(encoder.model))
+        trial = dataclasses.replace(encoder, model=copy.deepcopy(encoder.model))
         seed_everything(seed)
         tuned = method.prepare(trial, point)
         if examples is None:

@@ -82,23 +82,16 @@ def score_path(ctx: Context, cell: Cell) -> Path:
     return cell_path(ctx.out, "scores", f"{cell.encoder}__{cell.task}", score_spec(ctx, cell))
 
 
-@functools.lru_cache(maxsize=1)
-def _encoder(name: str):
-    """One encoder per worker process at a time (cells are encoder-major)."""
-    from encoders import get_encoder
-
-    return get_encoder(name, device="cpu")
-
-
 def embed_pair(ctx: Context, encoder_name: str, task_id: str):
     """The cached (train, test) EmbeddingSets of one cell."""
+    from encoders.base import shared_encoder
     from encoders.extract import embed
     from tasks import get_task
 
     s, task = ctx.suite, get_task(task_id)
     kw = dict(seed=s.seeds[0], prompts=s.prompts, data_root=ctx.data_root, cache_dir=ctx.cache_dir,
               device=ctx.device, download=ctx.download, progress=False)
-    encoder = _encoder(encoder_name)
+    encoder = shared_encoder(encoder_name)
     return embed(encoder, task, "train", n=s.n_train, **kw), embed(encoder, task, "test", n=s.n_test, **kw)
 
 

@@ -83,6 +83,13 @@ def get_encoder(name: str, device: str = "cpu") -> Encoder:
     return encoder
 
 
+@functools.lru_cache(maxsize=1)
+def shared_encoder(name: str) -> Encoder:
+    """The CPU encoder ``name``, built once per process and reused while consecutive cells use
+    it (grids are encoder-major). Treat it as read-only: training works on a copy of its model."""
+    return get_encoder(name, device="cpu")
+
+
 def package_versions(*packages: str) -> dict[str, str]:
     """Installed versions of ``packages`` ("absent" when not installed)."""
     found = {}

@@ -12,7 +12,7 @@ from benchmark.results import read_all
 def smoke_run(tmp_path_factory):
     out, cache = tmp_path_factory.mktemp("out"), tmp_path_factory.mktemp("cache")
     args = ["run", "--suite", "smoke", "--out", str(out), "--cache-dir", str(cache),
-            "--estimators", "iimm*,logme,zero_shot_acc,ncti", "--no-finetune"]
+            "--estimators", "iimm*,logme,zero_shot_acc,ncti", "--no-finetune", "--n-jobs", "1"]
     assert main(args) == 0
     return out, args
 

@@ -12,7 +12,7 @@ from estimators import list_estimators
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out, cache = tmp_path_factory.mktemp("smoke"), tmp_path_factory.mktemp("cache")
-    args = ["run", "--suite", "smoke", "--out", str(out), "--cache-dir", str(cache)]
+    args = ["run", "--suite", "smoke", "--out", str(out), "--cache-dir", str(cache), "--n-jobs", "1"]
     assert main(args) == 0
     return out, args
 
