@@ -116,7 +116,7 @@ def scatter_png(collected: dict, outcome: str) -> bytes:
     colours = dict(zip(encoders, plt.get_cmap("tab10").colors))
     cols = 5
     fig, axes = plt.subplots(int(np.ceil(len(names) / cols)), cols, figsize=(3.2 * cols, 2.7 * np.ceil(len(names) / cols)),
-                             squeeze=False)
+                             squeeze=False, sharey=True)
     for ax, name in zip(axes.flat, names):
         d = data[data["estimator"] == name]
         for e in encoders:
