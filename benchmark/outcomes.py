@@ -93,11 +93,16 @@ def deltas(acc_zs: dict[str, float], acc_ft: dict[str, float], target: str, rela
             "ood_change": float(np.mean(counted)) if counted else None}
 
 
+def same_dataset(target: str, tasks) -> list[str]:
+    """The tasks other than ``target`` whose images come from its dataset (``Task.dataset``)."""
+    dataset = get_task(target).dataset
+    return [t for t in tasks if t != target and get_task(t).dataset == dataset]
+
+
 def cell_deltas(record: dict) -> dict:
     """The deltas of a stored cell, recomputed from its accuracies under the current definition."""
-    dataset = get_task(record["target"]).dataset
-    related = [t for t in record["acc_zs"] if t != record["target"] and get_task(t).dataset == dataset]
-    return deltas(record["acc_zs"], record["acc_ft"], record["target"], related)
+    target = record["target"]
+    return deltas(record["acc_zs"], record["acc_ft"], target, same_dataset(target, record["acc_zs"]))
 
 
 def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int, eval_tasks,
@@ -145,7 +150,7 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
         "method": method.name, "target": target_task, "seed": seed, "eval_tasks": others,
         "acc_zs": acc_zs, "acc_ft": acc_ft,
         "n_test": {t: int(s.keep(cfg.sample_seed).size) for t, s in tests.items()},
-        **deltas(acc_zs, acc_ft, target_task, [t for t in others if tasks[t].dataset == tasks[target_task].dataset]),
+        **deltas(acc_zs, acc_ft, target_task, same_dataset(target_task, others)),
         "trainable": report["trainable"], "unused_parameters": report["unused"],
         "hyperparameters": chosen.spec(method), "sweep": trials,
         "training": {k: v for k, v in report.items() if k not in ("trainable", "unused")},

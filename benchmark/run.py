@@ -136,10 +136,15 @@ def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
     return read_cell(path)
 
 
-def run_missing(fn, cells: list, path_of, n_jobs: int, backend: str, scheduler: str | None, desc: str) -> list[dict]:
-    """``fn`` on the backend for the cells whose result file is missing or unreadable; the
-    stored record for the others (so a rerun starts no worker). Records in cell order."""
-    stored = {c: read_cell(path_of(c)) for c in cells}
+def stored_records(cells: list, path_of) -> dict:
+    """Each cell's stored record, or None where its result file is missing or unreadable."""
+    return {c: read_cell(path_of(c)) for c in cells}
+
+
+def run_missing(fn, cells: list, stored: dict, n_jobs: int, backend: str, scheduler: str | None,
+                desc: str) -> list[dict]:
+    """``fn`` on the backend for the cells without a ``stored`` record; the stored record for
+    the others (so a rerun starts no worker). Records in cell order."""
     pending = [c for c in cells if stored[c] is None]
     fresh = dict(zip(pending, run_cells(fn, pending, n_jobs, backend, scheduler, desc=desc)))
     return [fresh[c] if stored[c] is None else stored[c] for c in cells]
@@ -148,12 +153,12 @@ def run_missing(fn, cells: list, path_of, n_jobs: int, backend: str, scheduler: 
 def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = "loky",
                scheduler: str | None = None, log=print) -> tuple[list[dict], list[dict]]:
     """Run the score cells not yet on disk, then the pool-relative ones; return (cells, pools)."""
-    done = sum(score_path(ctx, c).is_file() for c in cells)
+    stored = stored_records(cells, functools.partial(score_path, ctx))
+    done = sum(r is not None for r in stored.values())
     log(f"{len(cells)} score cells planned ({done} already done): {len({c.encoder for c in cells})} encoder(s) x "
         f"{len({c.task for c in cells})} task(s), {len(ctx.estimators)} estimators, "
         f"n_train={ctx.suite.n_train}, n_test={ctx.suite.n_test}")
-    records = run_missing(functools.partial(score_cell, ctx), cells, functools.partial(score_path, ctx), n_jobs,
-                          backend, scheduler, "score cells")
+    records = run_missing(functools.partial(score_cell, ctx), cells, stored, n_jobs, backend, scheduler, "score cells")
     for task in sorted({r["task"]: r["unavailable"] for r in records if "unavailable" in r}.items()):
         log(f"skipped task {task[0]}: {task[1]}")
     results = [r for r in records if "unavailable" not in r]
@@ -192,14 +197,12 @@ def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, 
     from .outcomes import outcome_path
 
     config = finetune_config(ctx.suite)
-
-    def path_of(c: OutcomeCell) -> Path:
-        return outcome_path(ctx.out, c.encoder, c.method, c.task, c.seed, eval_tasks, config)
-
-    done = sum(path_of(c).is_file() for c in cells)
+    stored = stored_records(cells, lambda c: outcome_path(ctx.out, c.encoder, c.method, c.task, c.seed, eval_tasks,
+                                                          config))
+    done = sum(r is not None for r in stored.values())
     log(f"{len(cells)} fine-tuning cells planned ({done} already done): {len({c.method for c in cells})} "
         f"method(s) x {len({c.seed for c in cells})} seed(s); out-of-domain tasks: {', '.join(eval_tasks)}")
-    return run_missing(functools.partial(outcome_cell, ctx, eval_tasks), cells, path_of, n_jobs, backend, scheduler,
+    return run_missing(functools.partial(outcome_cell, ctx, eval_tasks), cells, stored, n_jobs, backend, scheduler,
                        "fine-tuning cells")
 
 
@@ -214,7 +217,7 @@ def default_jobs(device: str) -> int:
     if pick_device(device) != "cpu":
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    return min(cores, 8)
 
 
 def zero_shot_table(results: list[dict]) -> str:
