@@ -10,7 +10,7 @@ carved from the training sample; after every epoch the validation accuracy is me
 and the best checkpoint (the trainable tensors only) is kept in memory and restored at
 the end; the step-0 model is not a candidate (as IIMM). Batches are near-equal splits of
 a seeded permutation; SGD (momentum 0.9) or AdamW, constant learning rate, no
-augmentation. bf16 autocast on CUDA.
+augmentation. Mixed precision: ``encoders.extract.autocast`` (bf16 on CUDA).
 
 Speed: when a method leaves the image backbone untouched (``clip_adapter``; ``attention``
 and ``lora`` on ConSE, whose EfficientNet tower has no attention), training and
@@ -22,7 +22,6 @@ are found at the first step, frozen, and reported as ``unused``.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import math
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from encoders.extract import PROMPT_MODES, encode_images, templates_for
+from encoders.extract import PROMPT_MODES, autocast, encode_images, pixel_batches, templates_for
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName, did_you_mean
 from tasks import balanced_indices
@@ -184,11 +183,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def autocast(device: str):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else contextlib.nullcontext()
-
-
 def validation_split(labels: np.ndarray, config: FinetuneConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) positions: a class-balanced ``val_fraction`` (at most ``max_val``) drawn with ``seed``."""
     n_val = min(round(config.val_fraction * labels.size), config.max_val)
@@ -223,15 +217,9 @@ def zero_shot_logits(encoder, image: torch.Tensor, text: torch.Tensor) -> torch.
     return logits if encoder.logit_bias is None else logits + encoder.logit_bias
 
 
-def image_batch(tuned: TunedEncoder, encoder, examples: Examples, idx: np.ndarray, device: str,
-                cached: bool) -> torch.Tensor:
-    """Image embeddings of ``examples[idx]``: head over cached features, or backbone over pixels."""
-    if cached:
-        return tuned.image_head(torch.from_numpy(examples.features[idx]).to(device))
-    pixels = torch.stack([encoder.preprocess(examples.images[i]) for i in idx]).to(device)
-    if device == "cpu":
-        pixels = pixels.contiguous(memory_format=torch.channels_last)
-    return tuned.encode_image(pixels)
+def cached_image_batch(tuned: TunedEncoder, examples: Examples, idx: np.ndarray, device: str) -> torch.Tensor:
+    """The image head over the cached zero-shot embeddings of ``examples[idx]``."""
+    return tuned.image_head(torch.from_numpy(examples.features[idx]).to(device))
 
 
 @torch.no_grad()
@@ -247,11 +235,11 @@ def accuracy(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
         tokens = None if base_text is not None else prompt_tokens(encoder, task, range(n_templates)).to(device)
         text = class_embeddings(tuned, tokens, n_templates, base_text).float()
         if cached:
-            image = image_batch(tuned, encoder, examples, np.arange(examples.labels.size), device, True).float()
+            image = cached_image_batch(tuned, examples, np.arange(examples.labels.size), device).float()
         else:
             shim = SimpleNamespace(model=tuned, preprocess=encoder.preprocess)
-            image = torch.from_numpy(encode_images(shim, examples.images, 128 if device != "cpu" else 8, device,
-                                                   progress, desc=f"evaluate {task.id}")).to(device)
+            image = torch.from_numpy(encode_images(shim, examples.images, None, device, progress,
+                                                   desc=f"evaluate {task.id}")).to(device)
     predicted = (image @ text.T).argmax(dim=1).cpu().numpy()
     return float(np.mean(predicted == examples.labels))
 
@@ -342,9 +330,13 @@ def finetune(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
         for epoch in range(1, config.epochs + 1):
             tuned.train()
             start, losses = time.perf_counter(), []
-            for idx in np.array_split(rng.permutation(train_idx), n_batches):
+            batches = np.array_split(rng.permutation(train_idx), n_batches)
+            pixels = itertools.repeat(None) if cached else pixel_batches(encoder.preprocess, examples.images,
+                                                                         batches, device)
+            for idx, batch_pixels in zip(batches, pixels):
                 with autocast(device):
-                    image = image_batch(tuned, encoder, examples, idx, device, cached).float()
+                    image = (cached_image_batch(tuned, examples, idx, device) if cached
+                             else tuned.encode_image(batch_pixels)).float()
                     text = prompts().float()
                 loss = F.cross_entropy(zero_shot_logits(encoder, image, text), labels[idx])
                 optimizer.zero_grad(set_to_none=True)

@@ -5,6 +5,7 @@ open_clip pretrained tags are expected to fail cleanly with ``EncoderUnavailable
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import time
@@ -81,7 +82,7 @@ def test_encoder_contract(name, offline_hub):
     assert enc.logit_scale > 0 and (enc.logit_bias is None or isinstance(enc.logit_bias, float))
     assert json.loads(json.dumps(enc.preprocess_cfg())) == enc.preprocess_cfg()
     assert {"size", "mean", "std", "interpolation", "resize_mode"} <= set(enc.preprocess_cfg())
-    assert enc.versions["torch"] == torch.__version__
+    assert enc.versions["torch"] == importlib.metadata.version("torch")
     assert not enc.model.training
     pixels = torch.stack([enc.preprocess(im) for im in _images(3)])
     size = enc.preprocess_cfg()["size"]
@@ -212,3 +213,19 @@ def test_conse_text_bank_is_built_once_and_towers_are_not_shared(lite0):
     assert tokens.dtype == torch.int64 and tokens.ndim == 2 and (tokens[1] == 0).any()
     assert lite0.id == "conse:tf_efficientnet_lite0+all-MiniLM-L6-v2@128"
     assert lite0.weights_tag != lite1.weights_tag
+
+
+def test_gpu_feeding_workers_give_the_same_pixels_in_the_same_order():
+    """The DataLoader path that feeds a GPU (workers, batch sampler) against the in-process batches."""
+    from PIL import Image
+
+    from encoders.extract import pixel_batches, worker_batches
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(7)]
+    preprocess = get_encoder("smoke").preprocess
+    batches = [np.array([6, 0, 3]), np.array([1, 5]), np.array([2, 4])]
+    expected = list(pixel_batches(preprocess, images, batches, "cpu"))
+    got = list(worker_batches(preprocess, images, batches, workers=2, pin_memory=False))
+    assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
+    assert all(torch.equal(g, e) for g, e in zip(got, expected))

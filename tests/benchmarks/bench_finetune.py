@@ -17,11 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.finetune import (MINI, ClassPrompts, Examples, finetune, image_batch, make_optimizer,
+from benchmark.finetune import (MINI, ClassPrompts, Examples, cached_image_batch, finetune, make_optimizer,
                                 seed_everything, zero_shot_logits)
 from benchmark.methods import backbone_trains, get_method, list_methods, trainable
 from encoders import get_encoder
-from encoders.extract import embed
+from encoders.extract import embed, pixel_batches
 from tasks import get_task
 
 N_TRAIN, STEPS, BATCH = 200, 6, 32
@@ -68,7 +68,9 @@ def _adapter_steps(encoder, tuned, config, task, examples: Examples, cached: boo
     start = time.perf_counter()
     for _ in range(STEPS):
         idx = rng.choice(examples.labels.size, BATCH, replace=False)
-        logits = zero_shot_logits(encoder, image_batch(tuned, encoder, examples, idx, "cpu", cached), prompts())
+        image = (cached_image_batch(tuned, examples, idx, "cpu") if cached
+                 else tuned.encode_image(next(pixel_batches(encoder.preprocess, examples.images, [idx], "cpu"))))
+        logits = zero_shot_logits(encoder, image, prompts())
         loss = F.cross_entropy(logits, labels[idx])
         optimizer.zero_grad()
         loss.backward()
