@@ -46,13 +46,16 @@ def test_imports_torchvision_with_the_installed_torch(tmp_path):
 
 
 def test_operators_already_defined_are_not_defined_again(tmp_path):
-    """torchvision 0.29 registers nms/qnms itself (``_C_stable.so``). Defining them a second time
-    aborts the process, so the shim must only define them when the real import says they are missing."""
-    done = python("import torch\n"
-                  "lib = torch.library.Library('torchvision', 'DEF')\n"
-                  "lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
-                  "lib.define('qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor')\n"
-                  "from encoders.torchvision_compat import import_torchvision\n"
+    """torchvision 0.29 registers nms/qnms itself (``_C_stable.so``); defining them a second time
+    aborts the process, so the shim may define them only when the real import says they are
+    missing. Where the installed torchvision cannot register them (a CUDA torchvision next to a
+    CPU torch), the test registers them first, as torchvision 0.29 would."""
+    native = python("import torchvision", tmp_path).returncode == 0
+    define = ("import torch\n"
+              "lib = torch.library.Library('torchvision', 'DEF')\n"
+              "lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
+              "lib.define('qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor')\n")
+    done = python(("" if native else define) + "from encoders.torchvision_compat import import_torchvision\n"
                   "print(import_torchvision().__name__)", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "torchvision"
