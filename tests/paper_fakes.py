@@ -177,8 +177,9 @@ def write_mnist(root: Path) -> dict:
 
 def write_resisc45(root: Path) -> dict:
     """``resisc45/NWPU-RESISC45/<class>/<class>_NNN.jpg`` and ``resisc45/resisc45-{train,val,test}.txt``
-    (one file name a line)."""
+    (one file name a line); also a hidden folder, as unpacking tools leave, which is no class."""
     base, names = root / "resisc45", class_ids("resisc45")
+    (base / "NWPU-RESISC45" / ".ipynb_checkpoints").mkdir(parents=True)
     written, start = {}, 0
     for split, per_class in (("train", 3), ("val", 1), ("test", 2)):
         items = _items(len(names), per_class, seed=7, start=start)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from encoders.torchvision_compat import import_torchvision
+from estimators.errors import InvalidInput
 from tasks import TaskUnavailable, get_task, list_tasks
 
 from . import paper_fakes
@@ -202,3 +203,17 @@ def test_missing_sun397_partition_names_both_places(tmp_path):
     message = str(info.value)
     assert "\n" not in message
     assert f"{tmp_path}/SUN397/Testing_01.txt or {tmp_path}/Testing_01.txt" in message
+
+
+@pytest.mark.parametrize("name, listing, line", [
+    ("sun397", "Testing_01.txt", "/n/nowhere/sun_aaaaaaaaaaaaaaaa.jpg"),
+    ("resisc45", "resisc45/resisc45-test.txt", "nowhere_001.jpg"),
+])
+def test_a_list_naming_a_class_the_dataset_lacks_is_one_line(tmp_path, name, listing, line):
+    (tmp_path / "SUN397").mkdir()
+    (tmp_path / "SUN397" / "ClassName.txt").write_text("/a/abbey\n")
+    (tmp_path / "resisc45" / "NWPU-RESISC45" / "airplane").mkdir(parents=True)
+    (tmp_path / listing).write_text(line + "\n")
+    with pytest.raises(InvalidInput, match=r"names 1 class\(es\) the dataset does not have, e\.g\. 'n") as info:
+        get_task(name).load("test", data_root=tmp_path)
+    assert "\n" not in str(info.value)
