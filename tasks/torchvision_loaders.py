@@ -140,7 +140,8 @@ def resisc45_loader(split: str, root: Path, download: bool) -> Pool:
     ``<root>/resisc45/NWPU-RESISC45/<class>/<class>_NNN.jpg`` and ``<root>/resisc45/resisc45-<split>.txt``."""
     base = root / "resisc45"
     hint = ("RESISC45 is not in torchvision and needs a manual download: unpack NWPU-RESISC45 "
-            f"(the authors' release, or torchgeo's RESISC45 download) into {base}/NWPU-RESISC45 and put resisc45-train.txt / resisc45-test.txt from "
+            f"(the authors' release, or torchgeo's RESISC45 download) into {base}/NWPU-RESISC45 "
+            "and put resisc45-train.txt / resisc45-test.txt from "
             f"https://storage.googleapis.com/remote_sensing_representations/ into {base}")
     files = _first_lines([base / f"resisc45-{_split_name(split)}.txt"], hint)
     images = base / "NWPU-RESISC45"

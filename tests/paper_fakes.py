@@ -78,7 +78,7 @@ def write_cars(root: Path) -> dict:
     savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array([names], dtype=object)})
     fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname"]
     written = {}
-    for split, annotations, per_class in (("train", base / "devkit" / "cars_train_annos.mat", 2),
+    for split, labels_file, per_class in (("train", base / "devkit" / "cars_train_annos.mat", 2),
                                           ("test", base / "cars_test_annos_withlabels.mat", 1)):
         items = _items(len(names), per_class, seed=1)
         table = np.zeros((1, len(items)), dtype=[(f, object) for f in fields])
@@ -86,7 +86,7 @@ def write_cars(root: Path) -> dict:
             fname = f"{i + 1:05d}.jpg"
             _image_file(base / f"cars_{split}" / fname, c, number)
             table[0, i] = (np.uint16(1), np.uint16(1), np.uint16(SIDE), np.uint16(SIDE), np.uint8(c + 1), fname)
-        savemat(annotations, {"annotations": table})
+        savemat(labels_file, {"annotations": table})
         written[split] = items
     return written
 
@@ -260,3 +260,14 @@ WRITERS = {"cars": write_cars, "cifar100": write_cifar100, "dtd": write_dtd, "eu
 def write_all(root: Path) -> dict[str, dict]:
     """Every fake under the data root ``root``: ``task -> split -> [(class, number), ...]``."""
     return {task: write(root) for task, write in WRITERS.items()}
+
+
+def accept_fake_md5(patch) -> None:
+    """torchvision checks the CIFAR-100, STL-10 and SVHN files against the md5 of the real data;
+    with ``patch`` (a ``pytest.MonkeyPatch``) that check runs without the md5 (the file must still
+    be there), as in torchvision's own dataset tests."""
+    from encoders.torchvision_compat import import_torchvision
+
+    datasets = import_torchvision().datasets
+    for module in (datasets.cifar, datasets.stl10, datasets.svhn):
+        patch.setattr(module, "check_integrity", lambda fpath, md5=None: datasets.utils.check_integrity(fpath))

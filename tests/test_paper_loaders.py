@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from encoders.torchvision_compat import import_torchvision
 from estimators.errors import InvalidInput
 from tasks import TaskUnavailable, get_task, list_tasks
 
@@ -40,7 +39,8 @@ GTSRB_NAMES = {
     "00007": ("Speed limit (100km/h)", "red and white circle 100 kph speed limit"),
     "00008": ("Speed limit (120km/h)", "red and white circle 120 kph speed limit"),
     "00009": ("No passing", "red and white circle red car and black car no passing"),
-    "00010": ("No passing for vehicles over 3.5 metric tons", "red and white circle red truck and black car no passing"),
+    "00010": ("No passing for vehicles over 3.5 metric tons",
+              "red and white circle red truck and black car no passing"),
     "00011": ("Right-of-way at the next intersection", "red and white triangle road intersection warning"),
     "00012": ("Priority road", "white and yellow diamond priority road"),
     "00013": ("Yield", "red and white upside down triangle yield right-of-way"),
@@ -92,18 +92,12 @@ TASK_NAME = {
 
 @pytest.fixture(scope="module")
 def fakes(tmp_path_factory):
-    """A data root holding all ten fakes, and ``task -> split -> [(class, number), ...]``.
-
-    torchvision checks the CIFAR-100, STL-10 and SVHN files against the md5 of the real data;
-    as in torchvision's own dataset tests, that check runs here without the md5 (the file must
-    still be there)."""
+    """A data root holding all ten fakes, and ``task -> split -> [(class, number), ...]``."""
     root = tmp_path_factory.mktemp("paper-data")
     written = paper_fakes.write_all(root)
     written["eurosat"] = eurosat_iimm_split(written["eurosat"]["all"])
-    datasets = import_torchvision().datasets
     with pytest.MonkeyPatch.context() as patch:
-        for module in (datasets.cifar, datasets.stl10, datasets.svhn):
-            patch.setattr(module, "check_integrity", lambda fpath, md5=None: datasets.utils.check_integrity(fpath))
+        paper_fakes.accept_fake_md5(patch)
         yield root, written
 
 
