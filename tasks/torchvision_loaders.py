@@ -86,7 +86,6 @@ def eurosat_loader(split: str, root: Path, download: bool, *, train_fraction: fl
     return Pool(labels[keep], _fetcher(ds, keep), f"torchvision EuroSAT ({root}), IIMM split")
 
 
-
 def _first_lines(candidates: list[Path], hint: str) -> list[str]:
     """Non-empty stripped lines of the first existing file among ``candidates``."""
     for path in candidates:
