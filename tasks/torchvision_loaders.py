@@ -86,13 +86,20 @@ def eurosat_loader(split: str, root: Path, download: bool, *, train_fraction: fl
     return Pool(labels[keep], _fetcher(ds, keep), f"torchvision EuroSAT ({root}), IIMM split")
 
 
-
 def _first_lines(candidates: list[Path], hint: str) -> list[str]:
     """Non-empty stripped lines of the first existing file among ``candidates``."""
     for path in candidates:
         if path.is_file():
             return [line.strip() for line in path.read_text().splitlines() if line.strip()]
     raise TaskUnavailable(f"looked for {' or '.join(map(str, candidates))}: not found; {hint}")
+
+
+def _class_labels(classes: list[str], index: dict[str, int], listing: str) -> np.ndarray:
+    """Class index of each entry of a list file; a class the dataset lacks is one clear line."""
+    unknown = sorted(set(classes) - index.keys())
+    if unknown:
+        raise InvalidInput(f"{listing} names {len(unknown)} class(es) the dataset does not have, e.g. {unknown[0]!r}")
+    return np.asarray([index[c] for c in classes], dtype=np.int64)
 
 
 def _image_files(paths: list[Path]):
@@ -122,7 +129,7 @@ def sun397_loader(split: str, root: Path, download: bool, *, partition: int) -> 
     index = {name[3:]: i for i, name in enumerate(names)}  # "/a/abbey" -> "abbey"
     list_name = f"{'Training' if _split_name(split) == 'train' else 'Testing'}_{partition:02d}.txt"
     files = _first_lines([base / list_name, root / list_name], hint)
-    labels = np.asarray([index["/".join(f.split("/")[2:-1])] for f in files], dtype=np.int64)
+    labels = _class_labels(["/".join(f.split("/")[2:-1]) for f in files], index, f"SUN397 {list_name}")
     return Pool(labels, _image_files([base / f.lstrip("/") for f in files]), f"SUN397 ({base}, {list_name})")
 
 
@@ -132,14 +139,17 @@ def resisc45_loader(split: str, root: Path, download: bool) -> Pool:
     ``<root>/resisc45/NWPU-RESISC45/<class>/<class>_NNN.jpg`` and ``<root>/resisc45/resisc45-<split>.txt``."""
     base = root / "resisc45"
     hint = ("RESISC45 is not in torchvision and needs a manual download: unpack NWPU-RESISC45 "
-            f"(the authors' release, or torchgeo's RESISC45 download) into {base}/NWPU-RESISC45 and put resisc45-train.txt / resisc45-test.txt from "
+            f"(the authors' release, or torchgeo's RESISC45 download) into {base}/NWPU-RESISC45 "
+            "and put resisc45-train.txt / resisc45-test.txt from "
             f"https://storage.googleapis.com/remote_sensing_representations/ into {base}")
     files = _first_lines([base / f"resisc45-{_split_name(split)}.txt"], hint)
     images = base / "NWPU-RESISC45"
     if not images.is_dir():
         raise TaskUnavailable(f"looked for {images}: not found; {hint}")
-    index = {folder: i for i, folder in enumerate(sorted(p.name for p in images.iterdir() if p.is_dir()))}
+    # class i = the i-th class folder in sorted order (as ImageFolder), hidden folders aside
+    classes = sorted(p.name for p in images.iterdir() if p.is_dir() and not p.name.startswith("."))
+    index = {folder: i for i, folder in enumerate(classes)}
     folders = [f.rsplit("_", 1)[0] for f in files]  # "baseball_diamond_001.jpg" -> "baseball_diamond"
-    labels = np.asarray([index[folder] for folder in folders], dtype=np.int64)
+    labels = _class_labels(folders, index, f"RESISC45 resisc45-{split}.txt")
     paths = [images / folder / f for folder, f in zip(folders, files)]
     return Pool(labels, _image_files(paths), f"RESISC45 ({images}, resisc45-{split}.txt)")

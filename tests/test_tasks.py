@@ -235,43 +235,6 @@ def test_data_root_order(monkeypatch, tmp_path):
     assert data_root() == Path.home() / ".cache" / "transferbench" / "data"
 
 
-def _write_images(paths):
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (4, 4), (len(path.name), 0, 0)).save(path)
-
-
-def test_resisc45_loader_reads_the_split_lists(tmp_path):
-    base = tmp_path / "resisc45"
-    names = ["airplane_001.jpg", "baseball_diamond_002.jpg", "baseball_diamond_010.jpg"]
-    _write_images([base / "NWPU-RESISC45" / n.rsplit("_", 1)[0] / n for n in names])
-    (base / "NWPU-RESISC45" / "wetland").mkdir()
-    (base / "resisc45-test.txt").write_text("\n".join(names) + "\n")
-    pool = LOADERS.get("resisc45")("test", tmp_path, False)
-    assert pool.labels.tolist() == [0, 1, 1]
-    assert [im.size for im in pool.fetch(np.array([2]))] == [(4, 4)]
-
-
-def test_sun397_loader_reads_the_partition_files(tmp_path):
-    base = tmp_path / "SUN397"
-    files = ["/a/abbey/sun_a.jpg", "/a/apartment_building/outdoor/sun_b.jpg"]
-    _write_images([base / f.lstrip("/") for f in files])
-    (base / "ClassName.txt").write_text("/a/abbey\n/a/airplane_cabin\n/a/apartment_building/outdoor\n")
-    (tmp_path / "Testing_01.txt").write_text("\n".join(files) + "\n")
-    pool = LOADERS.get("sun397")("test", tmp_path, False, partition=1)
-    assert pool.labels.tolist() == [0, 2]
-    assert pool.fetch(np.array([1]))[0].mode == "RGB"
-
-
-def test_eurosat_split_is_stratified_90_10(tmp_path):
-    classes = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
-               "PermanentCrop", "Residential", "River", "SeaLake"]
-    _write_images([tmp_path / "eurosat" / "2750" / c / f"{c}_{i}.jpg" for c in classes for i in range(10)])
-    train = LOADERS.get("eurosat")("train", tmp_path, False, train_fraction=0.9, random_state=1)
-    test = LOADERS.get("eurosat")("test", tmp_path, False, train_fraction=0.9, random_state=1)
-    assert np.bincount(train.labels).tolist() == [9] * 10 and np.bincount(test.labels).tolist() == [1] * 10
-
-
 def test_definition_files_are_validated(tmp_path):
     (tmp_path / "bad.json").write_text('{"id": "bad", "colour": "red"}')
     with pytest.raises(ValueError, match="unknown fields"):
