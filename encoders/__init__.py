@@ -4,7 +4,7 @@ Importing the package registers every built-in encoder (cheap: weights load only
 ``get_encoder`` builds one). Third-party encoders arrive through the entry-point group
 ``transferbench.encoders``.
 """
-from . import conse, open_clip_encoder, smoke  # noqa: F401  (register on import)
+from . import conse, open_clip_encoder, rehearsal, smoke  # noqa: F401  (register on import)
 from .base import (ENCODERS, Encoder, EncoderUnavailable, get_encoder, list_encoders,
                    register_encoder)
 
