@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import re
 import time
@@ -33,13 +34,13 @@ from estimators import list_estimators
 from tasks import get_task
 
 NAMES = list(REHEARSAL)
-ARCH = {name: arch for name, (arch, _) in REHEARSAL.items()}
 METHODS = ["full", "bitfit", "attention", "lora", "clip_adapter"]
 N_TRAIN, N_TEST = 40, 20
 CONFIG = dataclasses.replace(SMOKE, lr=1e-2, epochs=1, batch_size=8, max_steps=2, n_train=N_TRAIN, n_test=N_TEST)
 SIZES = {"embed_dim", "image_size", "width", "heads", "layers", "head_width", "attn_pooler_heads"}
 TIMM_SIZES = {"img_size", "embed_dim", "depth", "num_heads"}
 TEMPERATURE = {"logit_scale", "logit_bias"}
+EMBED_DIM = 64  # every rehearsal config's embed_dim
 
 # The attention Q/K/V weights of transformer blocks, written out per family: open_clip's fused
 # MultiheadAttention, timm ViT's fused qkv (SigLIP), timm EVA's separate projections.
@@ -83,8 +84,6 @@ def _layout(model: torch.nn.Module) -> set[tuple[str, str]]:
 # -- the shrunk architectures are the real ones ---------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_configs_differ_from_the_paper_ones_in_sizes_only(name):
-    import json
-
     open_clip = register_configs()
     arch, shrunk_name = REHEARSAL[name]
     real, shrunk = open_clip.get_model_config(arch), open_clip.get_model_config(shrunk_name)
@@ -145,7 +144,7 @@ def test_embeddings_match_the_model_run_by_hand(name, built, embedded, digits):
         image = F.normalize(enc.model.encode_image(pixels), dim=-1).numpy()
         tokens = enc.tokenize(get_task("digits").prompts(0))  # the canonical template
         text = F.normalize(enc.model.encode_text(tokens), dim=-1).numpy()
-    assert train.image.shape == (N_TRAIN, 64) and train.text.shape == (10, 64)
+    assert train.image.shape == (N_TRAIN, EMBED_DIM) and train.text.shape == (10, EMBED_DIM)
     np.testing.assert_array_equal(train.labels, labels)
     np.testing.assert_allclose(train.image, image, atol=1e-5)
     np.testing.assert_allclose(train.text, text, atol=1e-5)
@@ -205,9 +204,9 @@ def expected_trainable(model: torch.nn.Module, method: str) -> dict[str, tuple[i
                 out[f"{module}.parametrizations.{param}.0.A.{role}"] = (r, cols)
                 out[f"{module}.parametrizations.{param}.0.B.{role}"] = (d, r)
         return out
-    dim = 64  # clip_adapter: Linear(D, D/4) and Linear(D/4, D), no bias, on each tower's embedding
+    d = EMBED_DIM  # clip_adapter: Linear(D, D/4) and Linear(D/4, D), no bias, on each tower's embedding
     return {f"{head}.fc.{i}.weight": shape for head in ("image_head", "text_head")
-            for i, shape in ((0, (dim // 4, dim)), (2, (dim, dim // 4)))}
+            for i, shape in ((0, (d // 4, d)), (2, (d, d // 4)))}
 
 
 def tower_counts(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
