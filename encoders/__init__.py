@@ -1,4 +1,4 @@
-"""Encoders: the encoder registry, the open_clip wrapper and the offline ConSE encoders.
+"""Encoders: the encoder registry, the open_clip wrapper, the offline ConSE and rehearsal encoders.
 
 Importing the package registers every built-in encoder (cheap: weights load only when
 ``get_encoder`` builds one). Third-party encoders arrive through the entry-point group

@@ -3,23 +3,23 @@
 ``rehearsal-vitb32``, ``rehearsal-siglip``, ``rehearsal-coca`` and ``rehearsal-eva02`` build
 ViT-B-32, ViT-B-16-SigLIP, coca_ViT-B-32 and EVA02-B-16 shrunk within their family (configs in
 ``configs/rehearsal/``, registered with ``open_clip.add_model_config``): 2 blocks with 2 heads
-in each tower, 64-d embeddings and text towers, image towers of width 96 where the real one is
-wider than the embedding (768 vs 512: ViT-B-32, CoCa, EVA-02; CoCa's attentional pooler has
-separate Q/K/V projections exactly then), SigLIP's of width 64 (768 = 768), and images of
-2 x 2 patches (64 px for the /32 models, 32 px for the /16 ones). Everything else is the real
-layout: the same open_clip model and
-tower classes, open_clip's ``nn.MultiheadAttention`` blocks (ViT-B-32, CoCa and every text
-tower), CoCa's attentional pooler, and the timm trunks of SigLIP (``vit_base_patch16_siglip_224``:
-fused ``qkv``, ``attn_pool`` head) and EVA-02 (``eva02_base_patch16_clip_224``: separate
-``q/k/v_proj``, rotary embeddings, SwiGLU). The timm trunks are the real timm entrypoints with
-depth, width, heads and image size overridden (``configs/rehearsal/timm_trunks.json``).
+in each tower, 64-d embeddings and text towers, and images of 2 x 2 patches (64 px for the /32
+models, 32 px for the /16 ones). Image towers are 96 wide where the real one is wider than the
+embedding (768 vs 512: ViT-B-32, CoCa, EVA-02; CoCa's attentional pooler has separate Q/K/V
+projections exactly then), 64 for SigLIP (768 = 768). Everything else is the real layout: the
+same open_clip model and tower classes, open_clip's ``nn.MultiheadAttention`` blocks (ViT-B-32,
+CoCa and every text tower), CoCa's attentional pooler, and the timm trunks of SigLIP
+(``vit_base_patch16_siglip_224``: fused ``qkv``, ``attn_pool`` head) and EVA-02
+(``eva02_base_patch16_clip_224``: separate ``q/k/v_proj``, rotary embeddings, SwiGLU), built by
+the real timm entrypoints with depth, width, heads and image size overridden
+(``configs/rehearsal/timm_trunks.json``).
 
 SigLIP's tokenizer is a stand-in: the real one (``timm/ViT-B-16-SigLIP`` on the HF hub, 32k
 SentencePiece) needs a download, so the rehearsal SigLIP configs have no ``hf_tokenizer_name``
 and open_clip falls back to its bundled CLIP BPE, with the vocabulary sized to it (49,408). The
 config names avoid "siglip": open_clip gives any such name its T5 SigLIP tokenizer (a download).
-``full_size(arch)`` builds the paper architectures at full size with random weights, SigLIP
-with the same stand-in tokenizer (``tb-fullsize-ViT-B-16-sigmoid``).
+``rehearsal_encoder(arch, full_size=True)`` builds a paper architecture at full size with random
+weights, SigLIP with the same stand-in tokenizer (``tb-fullsize-ViT-B-16-sigmoid``).
 """
 from __future__ import annotations
 
