@@ -26,7 +26,7 @@ from estimators.errors import InvalidInput
 #: the work per minute. Score cells: 3.7 min for 27 at two side by side. Paper figures on a GPU
 #: are not measured yet.
 MEASURED = {
-    "mini": {"where": "a 2-core CPU (published cold run: 35.5 min)", "speedup": 1.3,
+    "mini": {"where": "a 2-core CPU; the published cold run took 35.5 min", "speedup": 1.3,
              "score": 3.7 * 60 / 27 * 1.3,
              "full": 1227 / 27, "bitfit": 570 / 27, "lora": 243 / 27, "attention": 235 / 27,
              "clip_adapter": 129 / 27},
@@ -150,12 +150,13 @@ def cost_report(suite, n_score: int, methods: list[str], n_encoders: int) -> lis
     for method in methods:
         cfg = config.for_method(METHODS.get(method))
         points, passes, evaluation = len(cfg.grid()), 0, 0
-        for n in train:
+        ood = [min(cfg.n_ood or math.inf, k) for k in test]  # the other tasks' evaluation subsets
+        for n, n_test, n_ood in zip(train, test, ood):
             n_val = min(round(cfg.val_fraction * n), cfg.max_val)
             passes += runs * points * min(cfg.epochs * (n - n_val), (cfg.max_steps or math.inf) * cfg.batch_size)
-            evaluation += runs * (points * cfg.epochs * n_val + sum(test))
-        lines.append(f"    {method:13}{points:3} settings x {cfg.epochs} epochs: {passes / 1e6:8.1f} M passes, "
-                     f"{evaluation / 1e6:6.1f} M evaluation images")
+            evaluation += runs * (points * cfg.epochs * n_val + n_test + sum(ood) - n_ood)
+        lines.append(f"    {method:13}{points:3} settings x {cfg.epochs:2} epochs: {passes:13,.0f} passes, "
+                     f"{evaluation:12,.0f} evaluation images")
     lines.append("  (a method that leaves the image backbone frozen reads cached embeddings instead of images; "
                  "GPU throughput is not measured yet, so no hours are given)")
     return lines
@@ -169,7 +170,8 @@ def fetch(suite, data_root) -> None:
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
         print("note: HF_HUB_OFFLINE is set, so no weights can be fetched; unset it to fetch them", file=sys.stderr)
     for name in suite.encoders:
-        if encoder_weights(name)[1]:
+        _, lacking, from_hub = encoder_weights(name)
+        if lacking and from_hub:
             print(f"fetching the weights of {name} ...", file=sys.stderr)
             try:
                 get_encoder(name)
@@ -187,64 +189,78 @@ def fetch(suite, data_root) -> None:
                     break
 
 
-def main_check(args) -> int:
+def weights_rows(suite, refetch: str) -> tuple[list[str], list[Missing], bool]:
+    """(one line per encoder, what is missing with its fix, whether any encoder reads the HF hub)."""
     from huggingface_hub import constants
 
-    from tasks import data_root, get_task
-
-    from .methods import METHODS
-    from .run import plan
-    from .suites import get_suite
-
-    start = time.perf_counter()
-    suite = get_suite(args.suite)
-    root = data_root(args.data_root)
-    if args.fetch:
-        fetch(suite, args.data_root)
-    refetch = f"python -m benchmark check --suite {args.suite} --fetch --data-root {root}"
-    missing: list[Missing] = []
-    print(f"suite {suite.name}: {len(suite.encoders)} encoder(s), {len(suite.tasks)} task(s)")
-    device, problem = device_report(args.device)
-    print(f"device  {device}")
-    missing += [problem] if problem else []
-    if device.startswith("cpu") and suite.name == "paper":
-        print("note    the paper suite is sized for a GPU (see the cost below)")
-    print("weights")
-    uses_hub = False
+    rows, missing, uses_hub = [], [], False
     for name in suite.encoders:
         where, lacking, from_hub = encoder_weights(name)
         uses_hub |= from_hub
-        print(f"  {'MISSING' if lacking else 'ok':8}{name}: {where or ', '.join(lacking)}")
-        if lacking and from_hub:
+        rows.append(f"  {'MISSING' if lacking else 'ok':8}{name}: {where or ', '.join(lacking)}")
+        if not lacking:
+            continue
+        if from_hub:
             fix = (f"{refetch}  (with internet; it fills the HF cache {constants.HF_HUB_CACHE}: copy that folder here "
                    f"if this machine has none)")
         elif name.startswith("conse-"):
             fix = "pip install 'transferbench[mini]'"
         else:
             fix = "put it there, or point the encoder id at your copy (open_clip:ARCH/FILE, open_clip:local-dir:DIR)"
-        missing += [Missing(f"weights of {name}", "; ".join(lacking), fix)] if lacking else []
-    print(f"data    under {root}")
+        missing.append(Missing(f"weights of {name}", "; ".join(lacking), fix))
+    return rows, missing, uses_hub
+
+
+def data_rows(suite, data_root, refetch: str) -> tuple[list[str], list[Missing]]:
+    """(one line per task, what is missing with its fix)."""
+    from tasks import data_root as resolve, get_task
+
+    rows, missing = [], []
     for task_id in suite.tasks:
-        found, problem = task_data(task_id, args.data_root)
-        print(f"  {'MISSING' if problem else 'ok':8}{task_id}: {found or 'not found'}")
+        found, problem = task_data(task_id, data_root)
+        rows.append(f"  {'MISSING' if problem else 'ok':8}{task_id}: {found or 'not found'}")
         if problem:
             task = get_task(task_id)
-            fix = (f"{refetch}  (with internet; then copy {root} here if this machine cannot reach it)"
+            fix = (f"{refetch}  (with internet; then copy {resolve(data_root)} here if this machine cannot reach it)"
                    if fetchable(task) else "a manual download: follow the instructions in the line above")
             if task.loader == "sun397":
                 fix += "; the partition files are a manual download (see the line above)"
             missing.append(Missing(f"data of {task_id}", problem, fix))
-    cells = plan(suite)
-    methods = METHODS.names("*")
-    n_ft = len(cells) * len(methods) * len(suite.seeds)
-    print(f"cells   {len(cells)} score cells ({len(suite.encoders)} encoders x {len(suite.tasks)} tasks), {n_ft} "
-          f"fine-tuning cells (x {len(methods)} methods x {len(suite.seeds)} seed(s))")
+    return rows, missing
+
+
+def main_check(args) -> int:
+    from tasks import data_root
+
+    from .methods import METHODS
+    from .run import plan
+    from .suites import SUITES, get_suite
+
+    start = time.perf_counter()
+    suite = get_suite(args.suite)
+    if args.fetch:
+        fetch(suite, args.data_root)
+    refetch = f"python -m benchmark check --suite {args.suite} --fetch --data-root {data_root(args.data_root)}"
+    weights, missing, uses_hub = weights_rows(suite, refetch)  # bad names end here, before any output
+    data, missing_data = data_rows(suite, args.data_root, refetch)
+    device, problem = device_report(args.device)
+    missing = ([problem] if problem else []) + missing + missing_data
+    cells, methods = plan(suite), METHODS.names("*")
+    print(f"suite   {suite.name}: {len(suite.encoders)} encoder(s), {len(suite.tasks)} task(s)")
+    print(f"device  {device}")
+    if device.startswith("cpu") and suite.name == "paper":
+        print("note    the paper suite is sized for a GPU (see the cost below)")
+    print("\n".join(["weights", *weights, f"data    under {data_root(args.data_root)}", *data]))
+    print(f"cells   {len(cells)} score cells ({len(suite.encoders)} encoders x {len(suite.tasks)} tasks), "
+          f"{len(cells) * len(methods) * len(suite.seeds)} fine-tuning cells (x {len(methods)} methods x "
+          f"{len(suite.seeds)} seed(s))")
     print("\n".join(cost_report(suite, len(cells), methods, len(suite.encoders))))
     if uses_hub and os.environ.get("HF_HUB_OFFLINE") is None:
         print("note    on a machine without network, set HF_HUB_OFFLINE=1 (else each hub lookup retries ~45 s)")
     print(f"checked in {time.perf_counter() - start:.1f} s")
     if not missing:
-        print(f"ready: python -m benchmark run --suite {args.suite}")
+        run = f"; run it: python -m benchmark run --suite {args.suite}" if args.suite in SUITES.names() else ""
+        print(f"ready: everything suite {suite.name} needs is here{run}")
         return 0
     print(f"\nNOT READY: {len(missing)} missing")
     for i, m in enumerate(missing, 1):

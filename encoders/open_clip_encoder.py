@@ -196,23 +196,32 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or text.startswith(("~", ".")) or text.endswith(CHECKPOINT_SUFFIXES)
 
 
-def _hub_file(repo: str, names) -> tuple[str | None, str]:
-    """(cached path of the first of ``names`` in the HF cache, or None; what was looked for)."""
+def _hub_file(repo: str, names, absent_ok: bool = False) -> tuple[str | None, str]:
+    """(cached path of the first of ``names`` in the HF cache, or None; what was looked for).
+    ``absent_ok``: a file the cache records as absent upstream (``.no_exist``) counts as found."""
     from huggingface_hub import try_to_load_from_cache
 
     for name in names:
         found = try_to_load_from_cache(repo, name)
         if isinstance(found, str):
             return found, name
+        if found is not None and absent_ok:  # huggingface_hub's _CACHED_NO_EXIST
+            return f"{repo}: no {name} upstream (cached answer)", name
     return None, f"{repo}: {' or '.join(names)} (HF cache)"
 
 
 def _tokenizer_files(model_cfg: dict) -> list[tuple[str | None, str]]:
-    """The HF files an open_clip tokenizer / text tower reads beyond open_clip's bundled BPE."""
+    """The HF files an open_clip tokenizer / text tower reads beyond open_clip's bundled BPE.
+    transformers >= 5 resolves a tokenizer's model ``config.json`` first (present or known absent)."""
     text = model_cfg.get("text_cfg", {})
-    needs = [(text["hf_tokenizer_name"], "tokenizer_config.json")] if text.get("hf_tokenizer_name") else []
-    needs += [(text["hf_model_name"], "config.json")] if text.get("hf_model_name") else []
-    return [_hub_file(repo, (name,)) for repo, name in needs]
+    found = []
+    if text.get("hf_tokenizer_name"):
+        found.append(_hub_file(text["hf_tokenizer_name"], ("tokenizer_config.json",)))
+        if int(package_versions("transformers")["transformers"].split(".")[0]) >= 5:
+            found.append(_hub_file(text["hf_tokenizer_name"], ("config.json",), absent_ok=True))
+    if text.get("hf_model_name"):
+        found.append(_hub_file(text["hf_model_name"], ("config.json",)))
+    return found
 
 
 def _hub_candidates(filename: str) -> tuple[str, ...]:
