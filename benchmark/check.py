@@ -99,13 +99,16 @@ def device_report(requested: str) -> tuple[str, Missing | None]:
     from encoders.extract import pick_device
 
     device = pick_device(requested)
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            return f"{device}: not available", Missing(
-                f"device {device}", f"CUDA is not available to torch {torch.__version__}",
-                "install a CUDA build of torch for this machine's driver (https://pytorch.org/get-started), "
-                "or pass --device cpu")
+    try:
         index = torch.device(device).index or 0
+    except RuntimeError:
+        raise InvalidInput(f"--device {requested!r} is not a device torch knows (cuda, cuda:1, mps, cpu, auto)") from None
+    if device.startswith("cuda"):
+        if index >= torch.cuda.device_count():
+            return f"{device}: not available", Missing(
+                f"device {device}", f"torch {torch.__version__} sees {torch.cuda.device_count()} CUDA device(s)",
+                "install a CUDA build of torch for this machine's driver (https://pytorch.org/get-started), "
+                "or pick another --device (cpu)")
         free, total = torch.cuda.mem_get_info(index)
         return (f"{device}: {torch.cuda.get_device_name(index)}, {free / 2**30:.1f} GiB free of "
                 f"{total / 2**30:.1f} GiB ({torch.cuda.device_count()} GPU(s) visible)"), None
@@ -241,9 +244,9 @@ def main_check(args) -> int:
     if args.fetch:
         fetch(suite, args.data_root)
     refetch = f"python -m benchmark check --suite {args.suite} --fetch --data-root {data_root(args.data_root)}"
-    weights, missing, uses_hub = weights_rows(suite, refetch)  # bad names end here, before any output
+    device, problem = device_report(args.device)  # bad input ends in these three, before any output
+    weights, missing, uses_hub = weights_rows(suite, refetch)
     data, missing_data = data_rows(suite, args.data_root, refetch)
-    device, problem = device_report(args.device)
     missing = ([problem] if problem else []) + missing + missing_data
     cells, methods = plan(suite), METHODS.names("*")
     print(f"suite   {suite.name}: {len(suite.encoders)} encoder(s), {len(suite.tasks)} task(s)")

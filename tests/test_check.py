@@ -135,3 +135,10 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, suite, content, me
     status, out = check(capsys, "--suite", suite)
     assert status == 2 and message in out
     assert out.count("\n") == 1 and out.startswith("error: ")
+
+
+def test_a_device_that_is_not_here_is_missing_and_a_bogus_one_is_bad_input(capsys):
+    status, out = check(capsys, "--suite", "smoke", "--device", f"cuda:{torch.cuda.device_count()}")
+    assert status == 1 and f"1. device cuda:{torch.cuda.device_count()}: torch" in out
+    status, out = check(capsys, "--suite", "smoke", "--device", "bogus")
+    assert status == 2 and out.startswith("error: --device 'bogus'")
