@@ -102,7 +102,8 @@ def device_report(requested: str) -> tuple[str, Missing | None]:
     try:
         index = torch.device(device).index or 0
     except RuntimeError:
-        raise InvalidInput(f"--device {requested!r} is not a device torch knows (cuda, cuda:1, mps, cpu, auto)") from None
+        raise InvalidInput(f"--device {requested!r} is not a device torch knows (cuda, cuda:1, mps, cpu, "
+                           f"auto)") from None
     if device.startswith("cuda"):
         if index >= torch.cuda.device_count():
             return f"{device}: not available", Missing(

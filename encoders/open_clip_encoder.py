@@ -217,7 +217,8 @@ def _tokenizer_files(model_cfg: dict) -> list[tuple[str | None, str]]:
     found = []
     if text.get("hf_tokenizer_name"):
         found.append(_hub_file(text["hf_tokenizer_name"], ("tokenizer_config.json",)))
-        if int(package_versions("transformers")["transformers"].split(".")[0]) >= 5:
+        major = package_versions("transformers")["transformers"].split(".")[0]
+        if major.isdigit() and int(major) >= 5:
             found.append(_hub_file(text["hf_tokenizer_name"], ("config.json",), absent_ok=True))
     if text.get("hf_model_name"):
         found.append(_hub_file(text["hf_model_name"], ("config.json",)))
