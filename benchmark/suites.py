@@ -1,8 +1,18 @@
-"""Suites: which encoders, tasks and sample sizes a run covers (DESIGN.md, "Suites")."""
+"""Suites: which encoders, tasks and sample sizes a run covers (DESIGN.md, "Suites").
+
+An encoder entry is any encoder id ``get_encoder`` accepts: a registered name, or an
+``open_clip:`` spec with local weights (``open_clip:ViT-B-32-quickgelu//ckpts/vitb32.pt``,
+``open_clip:local-dir:/ckpts/ViT-B-16-SigLIP``). ``get_suite`` also reads a suite from a
+JSON file holding the ``Suite`` fields.
+"""
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
+from estimators.errors import InvalidInput
 from estimators.registry import Registry
 
 
@@ -39,3 +49,28 @@ SMOKE = Suite(
 
 for _suite in (MINI, PAPER, SMOKE):
     SUITES.register(_suite.name)(_suite)
+
+
+def get_suite(name_or_path: str) -> Suite:
+    """The registered suite ``name_or_path``, or the suite of a ``.json`` file (the ``Suite``
+    fields; ``description`` may be left out, lists for tuples)."""
+    if not name_or_path.endswith(".json"):
+        return SUITES.get(name_or_path)
+    path = Path(name_or_path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"suite file {path}: cannot read it as JSON ({exc})") from None
+    fields = {f.name for f in dataclasses.fields(Suite)}
+    required = {f.name for f in dataclasses.fields(Suite) if f.default is dataclasses.MISSING} - {"description"}
+    if not isinstance(spec, dict) or set(spec) - fields or required - set(spec):
+        found = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+        raise InvalidInput(f"suite file {path}: needs the fields {sorted(required)} (optional: description, "
+                           f"seeds), found {found}")
+    names_ok = all(isinstance(spec[k], list) and spec[k] and all(isinstance(x, str) for x in spec[k])
+                   for k in ("encoders", "tasks"))
+    if not names_ok or spec["prompts"] not in ("ensemble", "single"):
+        raise InvalidInput(f"suite file {path}: encoders and tasks must be non-empty lists of names, "
+                           f"prompts 'ensemble' or 'single'")
+    spec = {"description": f"from {path}", **spec}
+    return Suite(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})

@@ -12,12 +12,14 @@ embedding loop and one fine-tuning loop serve every encoder:
 
 Registry entries are factories ``f(device) -> Encoder`` registered under short names
 (``vitb32-openai``, ``conse-lite0``, ``smoke``). ``get_encoder`` also builds ad hoc
-open_clip encoders from ``open_clip:ARCH/TAG`` or ``open_clip:hf-hub:ORG/NAME``.
+open_clip encoders from ``open_clip:ARCH/TAG``, ``open_clip:ARCH/CHECKPOINT_FILE``,
+``open_clip:hf-hub:ORG/NAME`` or ``open_clip:local-dir:FOLDER``.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
@@ -101,9 +103,14 @@ def package_versions(*packages: str) -> dict[str, str]:
     return found
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, memoised per process while the file's size, mtime and inode stay."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
 @functools.lru_cache(maxsize=None)
-def file_sha256(path: str) -> str:
-    """Hex sha256 of a file's bytes (memoised per process)."""
+def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
