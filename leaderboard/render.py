@@ -71,7 +71,7 @@ def _notes_under(summary: pd.DataFrame, outcome: str, absent: list[str], groups:
         lines.append(f"Constant score or delta (correlations 0) in some of the {groups} groups: {', '.join(constant)}.")
     unranked = sorted(set(absent) | set(rows.loc[~np.isfinite(rows["rank"]), "estimator"]))
     if unranked:
-        lines.append(f"Not ranked (no group of {MIN_N}+ tasks): {', '.join(unranked)}; see Coverage.")
+        lines.append(f"Not ranked (scored in no group of {MIN_N}+ tasks; Coverage says why): {', '.join(unranked)}.")
     return [" ".join(lines), ""] if lines else []
 
 
@@ -104,7 +104,7 @@ def _header(design: dict, n_compared: int) -> list[str]:
         "- **partial r⁺ given acc_zs**: oriented Pearson correlation of score and delta controlling for the "
         "target's zero-shot test accuracy (both residualised on it), mean [95%] and the groups where it is > 0: "
         "gains are larger where zero-shot accuracy leaves more headroom, and this removes that shared part.",
-        "- **r⁺, τ⁺, wτ⁺**: oriented Pearson r, Kendall τ-b and weighted τ (scipy defaults), means.",
+        "- **r⁺**, **τ⁺**, **wτ⁺**: oriented Pearson r, Kendall τ-b and weighted τ (scipy defaults), means.",
         "- **LOTO skill⁺**: each task's delta predicted by a line fitted on the group's other tasks, its slope held "
         "to the oriented direction (0 if the fit points the other way); skill = 1 − PRESS / PRESS of the "
         "leave-one-out mean forecast, so > 0 beats predicting the other tasks' mean and 0 ties it. Median over "
