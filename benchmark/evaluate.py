@@ -152,42 +152,7 @@ def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame, directions: Mapping[s
     weights, datasets = resample_weights(tasks, cluster_of, n_boot, seed)
     column = {t: i for i, t in enumerate(tasks)}
 
-    rows, sums = [], {}
-    for (outcome, method, group), block in cells.groupby(["outcome", "method", "encoder"], sort=True):
-        parts = _parts(block, "task")
-        ref = parts.get(reference)
-        ref_rho = None if ref is None or len(ref[0]) < MIN_N else _spearman(
-            sign[reference] * ref[1], EXPECTED_SIGN[outcome] * ref[2], weights[:, [column[t] for t in ref[0]]])
-        shared = {}  # per task list: the weights and the outcome's (and acc_zs') resampled quantities
-        for name, (units, x, y, z, n_seeds) in parts.items():
-            d, e = sign[name], EXPECTED_SIGN[outcome]
-            row = {"estimator": name, "outcome": outcome, "method": method, "group_kind": "encoder", "group": group,
-                   **_point(x, y, z, n_seeds, d, e)}
-            if len(x) >= MIN_N:
-                if tuple(units) not in shared:
-                    w = weights[:, [column[t] for t in units]]
-                    vy = _Vector(e * y, w)
-                    vz = _Vector(z, w) if len(x) > MIN_N and np.isfinite(z).all() else None
-                    shared[tuple(units)] = w, vy, vz, None if vz is None else _corr(
-                        vy.dev, vz.dev, w, vy.constant | vz.constant)
-                w, vy, vz, r_yz = shared[tuple(units)]
-                vx = _Vector(d * x, w)
-                res = _resampled(vx, vy, vz, r_yz, w)
-                row.update(_intervals(res, len(datasets)), n_boot=n_boot,
-                           boot_degenerate=int((vx.constant | vy.constant)[1 + len(datasets):].sum()),
-                           **loto(x, y), loto_skill_signed=loto(x, y, d * e)["loto_skill"])
-                total = sums.setdefault((outcome, name), {})
-                for stat in _AGGREGATED:
-                    if res[stat] is not None:
-                        total[stat] = total.get(stat, 0) + res[stat]
-                        total[f"n_{stat}"] = total.get(f"n_{stat}", 0) + 1
-                if ref is not None and name != reference:
-                    diff = _paired(units, x, y, ref, ref_rho, weights, column, res, d, sign[reference], e)
-                    if diff is not None:
-                        row.update(_comparison(diff, len(datasets)))
-                        total["diff"] = total.get("diff", 0) + diff
-                        total["n_diff"] = total.get("n_diff", 0) + 1
-            rows.append(row)
+    rows, sums = _encoder_groups(cells, sign, weights, column, len(datasets), reference, n_boot)
     for (outcome, method, group), block in cells.groupby(["outcome", "method", "task"], sort=True):
         if block["encoder"].nunique() < MIN_N:
             continue
@@ -209,6 +174,49 @@ def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame, directions: Mapping[s
                                        ["method", "group"]].drop_duplicates().shape[0]),
               "smallest_p": 2 / (n_boot + 1)}
     return Evaluation(groups, summary, stability, design)
+
+
+def _encoder_groups(cells: pd.DataFrame, sign: dict, weights: np.ndarray, column: dict, k: int, reference: str,
+                    n_boot: int) -> tuple[list[dict], dict]:
+    """The rows of the encoder groups, and per (outcome, estimator) the sums over groups of the
+    resampled oriented Spearman, Pearson, partial r and paired difference to the reference."""
+    rows, sums = [], {}
+    for (outcome, method, group), block in cells.groupby(["outcome", "method", "encoder"], sort=True):
+        parts = _parts(block, "task")
+        ref = parts.get(reference)
+        ref_rho = None if ref is None or len(ref[0]) < MIN_N else _spearman(
+            sign[reference] * ref[1], EXPECTED_SIGN[outcome] * ref[2], weights[:, [column[t] for t in ref[0]]])
+        shared = {}  # per task list: the weights and the outcome's (and acc_zs') resampled quantities
+        for name, (units, x, y, z, n_seeds) in parts.items():
+            d, e = sign[name], EXPECTED_SIGN[outcome]
+            row = {"estimator": name, "outcome": outcome, "method": method, "group_kind": "encoder", "group": group,
+                   **_point(x, y, z, n_seeds, d, e)}
+            if len(x) >= MIN_N:
+                if tuple(units) not in shared:
+                    w = weights[:, [column[t] for t in units]]
+                    vy = _Vector(e * y, w)
+                    vz = _Vector(z, w) if len(x) > MIN_N and np.isfinite(z).all() else None
+                    shared[tuple(units)] = w, vy, vz, None if vz is None else _corr(
+                        vy.dev, vz.dev, w, vy.constant | vz.constant)
+                w, vy, vz, r_yz = shared[tuple(units)]
+                vx = _Vector(d * x, w)
+                res = _resampled(vx, vy, vz, r_yz, w)
+                row.update(_intervals(res, k), n_boot=n_boot,
+                           boot_degenerate=int((vx.constant | vy.constant)[1 + k:].sum()),
+                           **loto(x, y), loto_skill_signed=loto(x, y, d * e)["loto_skill"])
+                total = sums.setdefault((outcome, name), {})
+                for stat in _AGGREGATED:
+                    if res[stat] is not None:
+                        total[stat] = total.get(stat, 0) + res[stat]
+                        total[f"n_{stat}"] = total.get(f"n_{stat}", 0) + 1
+                if ref is not None and name != reference:
+                    paired = _paired(units, x, y, ref, ref_rho, weights, column, res, d, sign[reference], e)
+                    if paired is not None:
+                        row.update(_comparison(*paired, k))
+                        total["diff"] = total.get("diff", 0) + paired[1]
+                        total["n_diff"] = total.get("n_diff", 0) + 1
+            rows.append(row)
+    return rows, sums
 
 
 def join(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -438,21 +446,22 @@ def _intervals(res: dict, k: int) -> dict:
     return out
 
 
-def _comparison(diff: np.ndarray, k: int) -> dict:
+def _comparison(n: int, diff: np.ndarray, k: int) -> dict:
     lo, hi = np.percentile(diff[1 + k:], [2.5, 97.5])
-    return {"ref_diff": diff[0], "ref_diff_lo": lo, "ref_diff_hi": hi, "ref_p": bootstrap_p(diff[1 + k:])}
+    return {"ref_n": n, "ref_diff": diff[0], "ref_diff_lo": lo, "ref_diff_hi": hi, "ref_p": bootstrap_p(diff[1 + k:])}
 
 
 def _paired(units, x, y, ref, ref_rho, weights, column, res, d, d_ref, e):
     """Oriented Spearman of the estimator minus the reference's on their common tasks, every row
-    (``res`` and ``ref_rho``: each one's on its own tasks, reused when those are the common ones)."""
+    (``res`` and ``ref_rho``: each one's on its own tasks, reused when those are the common ones).
+    Returns (number of common tasks, differences), or None below MIN_N common tasks."""
     common, i, j = np.intersect1d(units, ref[0], return_indices=True)
     if len(common) < MIN_N:
         return None
     if len(common) == len(units) == len(ref[0]):
-        return res["spearman"] - ref_rho
+        return len(common), res["spearman"] - ref_rho
     wc = weights[:, [column[t] for t in common]]
-    return _spearman(d * x[i], e * y[i], wc) - _spearman(d_ref * ref[1][j], e * y[i], wc)
+    return len(common), _spearman(d * x[i], e * y[i], wc) - _spearman(d_ref * ref[1][j], e * y[i], wc)
 
 
 def _parts(block: pd.DataFrame, unit: str) -> dict:
