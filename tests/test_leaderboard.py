@@ -148,3 +148,20 @@ def test_header_defines_every_column(boards):
         assert any(label.startswith(t) or t.startswith(label) for t in terms), column
     assert "6 tasks from 5 datasets (cifar10, cifar10_animals share cifar10's images)" in page
     assert "3 encoders, 2 fine-tuning methods, 1 seed: 6 (method, encoder) groups" in page
+
+
+def test_exact_deltas_of_a_cell():
+    from benchmark.outcomes import cell_deltas, exact_deltas
+
+    cell = {"encoder": "e", "method": "full", "target": "cifar10", "seed": 0,
+            "acc_zs": {"cifar10": 0.44, "cifar10_animals": 0.3, "mnist": 0.5, "digits": 0.08},
+            "acc_ft": {"cifar10": 0.534, "cifar10_animals": 0.9, "mnist": 0.46, "digits": 0.18},
+            "n_test": {"cifar10": 500, "cifar10_animals": 50, "mnist": 50, "digits": 50}}
+    d = exact_deltas(cell)
+    assert (d["n_test"], d["correct_zs"], d["correct_ft"]) == (500, 220, 267)
+    assert d["id_gain"] == Fraction(47, 500) and d["id_gain_norm"] == Fraction(47, 280)
+    assert d["ood_excluded"] == ["cifar10_animals"]  # same images as the target
+    assert d["ood_change"] == (Fraction(-2, 50) + Fraction(5, 50)) / 2 and d["ood_den"] == 100
+    assert cell_deltas(cell)["id_gain"] == 0.094 == float(Fraction(91 - 44, 500))
+    with pytest.raises(InvalidInput, match=r"outcome cell e/full/cifar10/0: an accuracy 0\.088 is not a count over 50"):
+        exact_deltas({**cell, "acc_zs": {**cell["acc_zs"], "digits": 0.088}})
