@@ -96,10 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate how well each estimator's scores predict the measured fine-tuning deltas and "
                     "write leaderboard.md, stats.csv (every number), scores.csv, outcomes.csv and plots/. "
                     "A partial results folder gives a leaderboard of what exists, marked partial.")
-    board.add_argument("--results", required=True, metavar="DIR", help="a folder written by `run`")
-    board.add_argument("--out", metavar="DIR", help="where to write (default: the results folder)")
+    source = board.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results", metavar="DIR", help="a folder written by `run`")
+    source.add_argument("--tables", metavar="DIR", help="a board folder: rebuild its board from its own scores.csv, "
+                        "outcomes.csv (and not_scored.csv, provenance.json) without the cells")
+    board.add_argument("--out", metavar="DIR", help="where to write (default: the --results or --tables folder)")
     board.add_argument("--suite", help="suite name shown in the provenance (default: read from the results)")
-    board.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    board.add_argument("--n-boot", type=int, default=9999, help="bootstrap resamples (default: 9999)")
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     _plugin_option(board)
 
@@ -283,8 +286,9 @@ def cmd_finetune(args) -> int:
 def cmd_leaderboard(args) -> int:
     from leaderboard import build
 
-    result = build(Path(args.results), Path(args.out or args.results), suite=args.suite, n_boot=args.n_boot,
-                   seed=args.seed)
+    source = Path(args.results or args.tables)
+    result = build(source, Path(args.out or source), suite=args.suite, n_boot=args.n_boot, seed=args.seed,
+                   from_tables=args.tables is not None)
     if result["missing"]:
         print(f"partial results: missing {'; '.join(result['missing'])}", file=sys.stderr)
     print(f"leaderboard: {result['path']}")

@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,7 @@ import torch
 
 from tasks import balanced_indices, get_task
 
+from estimators.errors import InvalidInput
 from estimators.zero_shot_acc import zero_shot_accuracy
 
 from .finetune import ENGINE_VERSION, Examples, FinetuneConfig, accuracy, finetune, seed_everything
@@ -99,10 +102,60 @@ def same_dataset(target: str, tasks) -> list[str]:
     return [t for t in tasks if t != target and get_task(t).dataset == dataset]
 
 
+#: Largest sample size assumed when a stored accuracy comes without its ``n_test``.
+MAX_DENOMINATOR = 10_000
+
+
+def exact_fraction(value: float, n: int | None = None) -> Fraction:
+    """``value`` as the exact fraction it was computed as: ``round(value * n) / n`` for an accuracy
+    over ``n`` items, else the nearest fraction with denominator <= ``MAX_DENOMINATOR``. Raises
+    InvalidInput when ``value`` is not within 1e-9 of such a fraction (10 significant digits suffice:
+    two such fractions differ by at least 1e-8)."""
+    exact = Fraction(round(value * n), n) if n else Fraction(value).limit_denominator(MAX_DENOMINATOR)
+    if not abs(float(exact) - value) <= 1e-9:
+        raise InvalidInput(f"{value!r} is not a count over {n or f'at most {MAX_DENOMINATOR} items'}")
+    return exact
+
+
+def exact_deltas(record: dict) -> dict:
+    """The deltas of a stored cell as exact fractions of its test-sample counts, so equal deltas
+    compare equal (0.534 - 0.440 and 0.182 - 0.088 are both 47/500).
+
+    Each accuracy is ``correct / n`` with ``n`` from the cell's ``n_test`` (a cell without it: the
+    smallest denominator that fits). Returns ``n_test``, ``correct_zs``, ``correct_ft`` (target counts),
+    ``acc_zs``, ``acc_ft``, ``id_gain``, ``id_gain_norm`` (None at acc_zs = 1), per-task
+    ``ood_changes``, ``ood_excluded`` (tasks of the target's dataset), ``ood_change`` (their mean over
+    the other tasks; None without any) and ``ood_den``: tasks counted x lcm of their ``n``, so
+    ``ood_change * ood_den`` is an integer."""
+    target, sizes = record["target"], record.get("n_test", {})
+    try:
+        zs = {t: exact_fraction(v, sizes.get(t)) for t, v in record["acc_zs"].items()}
+        ft = {t: exact_fraction(record["acc_ft"][t], sizes.get(t)) for t in zs}
+    except InvalidInput as err:
+        cell = "/".join(str(record.get(k, "?")) for k in ("encoder", "method", "target", "seed"))
+        raise InvalidInput(f"outcome cell {cell}: an accuracy {err}") from None
+    n = {t: sizes.get(t) or math.lcm(zs[t].denominator, ft[t].denominator) for t in zs}
+    changes = {t: ft[t] - zs[t] for t in zs if t != target}
+    excluded = sorted(set(same_dataset(target, changes)))
+    counted = [t for t in changes if t not in excluded]
+    gain = ft[target] - zs[target]
+    return {"n_test": n[target], "correct_zs": int(zs[target] * n[target]), "correct_ft": int(ft[target] * n[target]),
+            "acc_zs": zs[target], "acc_ft": ft[target], "id_gain": gain,
+            "id_gain_norm": gain / (1 - zs[target]) if zs[target] < 1 else None,
+            "ood_changes": changes, "ood_excluded": excluded,
+            "ood_change": sum((changes[t] for t in counted), Fraction(0)) / len(counted) if counted else None,
+            "ood_den": len(counted) * math.lcm(*(n[t] for t in counted)) if counted else None}
+
+
 def cell_deltas(record: dict) -> dict:
-    """The deltas of a stored cell, recomputed from its accuracies under the current definition."""
-    target = record["target"]
-    return deltas(record["acc_zs"], record["acc_ft"], target, same_dataset(target, record["acc_zs"]))
+    """``exact_deltas`` of a stored cell as floats (the nearest double of each exact value)."""
+    def as_float(v):
+        return None if v is None else float(v)
+
+    exact = exact_deltas(record)
+    return {**{k: as_float(exact[k]) for k in ("id_gain", "id_gain_norm", "ood_change")},
+            "ood_changes": {t: float(v) for t, v in exact["ood_changes"].items()},
+            "ood_excluded": exact["ood_excluded"]}
 
 
 def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int, eval_tasks,

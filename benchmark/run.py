@@ -276,12 +276,13 @@ def main_run(args) -> int:
         run_outcomes(ctx, outcome_cells, available, n_jobs, args.backend, args.scheduler, log=log)
     board = build(out, out, suite=suite.name)
     print(table)
-    if board["stats"] is not None:
-        from leaderboard.render import RANK_BY, ranking
+    if board["evaluation"] is not None:
+        from leaderboard.render import RANK_BY
 
-        top = ranking(board["stats"], RANK_BY, board["seconds"]).head(10)
-        print(f"\ntop estimators by leave-one-task-out R² on {RANK_BY}:")
-        print(top[["rank", "estimator", "loto_r2", "pearson_signed", "spearman_signed"]].to_string(index=False))
+        summary = board["evaluation"].summary
+        top = summary[summary["outcome"] == RANK_BY].head(10)
+        print(f"\ntop estimators by mean oriented Spearman ρ on {RANK_BY} (95% interval, rank band):")
+        print(top[["rank", "estimator", "rho", "rho_lo", "rho_hi", "rank_lo", "rank_hi"]].to_string(index=False))
     if board["missing"]:
         log(f"partial results: missing {'; '.join(board['missing'])}")
     print(f"\nleaderboard: {board['path']}  (results: {out})")
