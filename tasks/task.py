@@ -1,7 +1,6 @@
 """``Task`` (what one task file describes) and ``TaskSplit`` (images and labels of one split)."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
