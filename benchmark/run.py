@@ -154,13 +154,18 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     return read_cell(path)
 
 
+def pool_spec(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
+    s = ctx.suite
+    return {"kind": "pool_scores", "task": task_id, **data_key(get_task(task_id)), "encoders": sorted(encoder_ids),
+            "n_train": s.n_train, "prompts": s.prompts, "seed": s.seeds[0],
+            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+
+
 def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
     """Pool-relative estimators on one task across encoders (from the cached embeddings)."""
     s = ctx.suite
     s.register_tasks()
-    spec = {"kind": "pool_scores", "task": task_id, **data_key(get_task(task_id)), "encoders": sorted(encoder_ids),
-            "n_train": s.n_train, "prompts": s.prompts, "seed": s.seeds[0],
-            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+    spec = pool_spec(ctx, task_id, encoder_ids)
     path = cell_path(ctx.out, "pool_scores", task_id, spec)
     if (done := read_cell(path)) is not None:
         return done

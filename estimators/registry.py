@@ -54,14 +54,15 @@ class Registry:
         self._plugins_loaded = entry_point_group is None and package is None
         self.plugin_errors: list[str] = []
 
-    def register(self, name: str):
-        """Class or function decorator: ``@REGISTRY.register("short_name")``."""
+    def register(self, name: str, replace: bool = False):
+        """Class or function decorator: ``@REGISTRY.register("short_name")``; ``replace`` lets an
+        entry take the place of another one of that name."""
         if not NAME.match(name):
             raise ValueError(f"{self.kind} name {name!r} must be lowercase letters, digits, '_', '.' or '-'")
 
         def decorator(obj):
             previous = self._entries.get(name)
-            if previous is not None and _qualname(previous) != _qualname(obj):
+            if previous is not None and not replace and _qualname(previous) != _qualname(obj):
                 raise ValueError(f"{self.kind} {name!r} is already registered by {_qualname(previous)}")
             if isinstance(obj, type):
                 obj.name = name

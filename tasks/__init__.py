@@ -20,6 +20,7 @@ DEFINITIONS = Path(__file__).parent / "definitions"
 TASKS = Registry("task")
 for _task in read_definitions(DEFINITIONS):
     TASKS.register(_task.id)(_task)
+BUILT_IN = frozenset(TASKS.names())
 
 
 def list_tasks(pattern: str = "*") -> list[str]:
@@ -33,12 +34,11 @@ def get_task(name: str) -> Task:
 
 
 def register_task(task: Task) -> None:
-    """Register ``task`` (a user's, from ``read_task_file``); again with the same definition is a no-op."""
-    if task.id in TASKS:
-        if TASKS.get(task.id) != task:
-            raise InvalidInput(f"task id {task.id!r} is taken by another task; give yours another \"id\"")
-        return
-    TASKS.register(task.id)(task)
+    """Register ``task`` (a user's, from ``read_task_file``) under its id, in place of an earlier user's
+    task of that id (a task file read again); a registered task's id is not available."""
+    if task.id in BUILT_IN and TASKS.get(task.id) != task:
+        raise InvalidInput(f"task id {task.id!r} is taken by a registered task; give yours another \"id\"")
+    TASKS.register(task.id, replace=True)(task)
 
 
 def load_task_file(path) -> str:

@@ -146,8 +146,10 @@ def _task(path: Path, spec: dict) -> Task:
 
 
 def _loader(path: Path, spec: dict, key: str = "loader"):
+    if not isinstance(spec.get("loader"), str):
+        _fail(path, key, f"must be the name of a loader ({', '.join(LOADERS.names())}), got {spec.get('loader')!r}")
     try:
-        return LOADERS.get(spec.get("loader"))
+        return LOADERS.get(spec["loader"])
     except UnknownName as exc:
         raise InvalidInput(f"task file {path}: key {key!r}: {exc}") from None
 
@@ -156,10 +158,12 @@ def _bind(path: Path, loader, args, key: str = "loader_args") -> None:
     """Check ``args`` against the loader's signature (a typo is found here, not mid-run)."""
     if not isinstance(args, dict):
         _fail(path, key, f"must be an object, got {json.dumps(args)}")
+    signature = inspect.signature(loader)
     try:
-        inspect.signature(loader).bind("train", Path("."), False, **args)
+        signature.bind("train", Path("."), False, **args)
     except TypeError as exc:
-        _fail(path, key, f"{exc} (loader {loader.__name__}{inspect.signature(loader)})")
+        takes = [p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY]
+        _fail(path, key, f"{exc}; this loader takes {', '.join(takes) or 'no arguments'}")
 
 
 def _expect(path: Path, spec: dict, key: str, ok, expected: str) -> None:

@@ -128,11 +128,11 @@ def _tasks(path: Path, entries: list[str]) -> tuple[tuple[str, ...], tuple[Task,
     ids, local = [], []
     for entry in entries:
         if entry.endswith(".json"):
-            task = read_task_file(path.parent / Path(entry).expanduser())
             try:
+                task = read_task_file(path.parent / Path(entry).expanduser())
                 register_task(task)
             except InvalidInput as exc:
-                _fail(path, "tasks", f"task file {entry}: {exc}")
+                _fail(path, "tasks", str(exc) if str(exc).startswith("task file") else f"task file {entry}: {exc}")
             ids.append(task.id)
             local.append(task)
         else:
