@@ -26,11 +26,11 @@ MY_SUITE = """\
   "tasks": ["shapes.json", "stripes.json", "digits"],
   "methods": ["lora", "clip_adapter"],
   "seeds": [0],
-  "n_train": 60,
-  "n_test": 30,
+  "n_train": 40,
+  "n_test": 20,
   "prompts": "ensemble",
-  "finetune": {"lr": 0.001, "epochs": 3, "batch_size": 8, "n_ood": 30,
-               "overrides": {"clip_adapter": {"lr": 0.01}}}
+  "finetune": {"lr": 0.01, "epochs": 5, "batch_size": 8, "n_ood": 20,
+               "overrides": {"clip_adapter": {"epochs": 10}}}
 }
 """
 SHAPES = """\
@@ -138,7 +138,7 @@ def test_the_board_rebuilds_from_the_results_folder_without_torch(example):
 
 BROKEN = [
     ("my_suite.json", lambda t: t.replace('"encoders"', '"encoder"'), "suite file", "key 'encoder': unknown key"),
-    ("my_suite.json", lambda t: t.replace('"n_train": 60', '"n_train": "all"'), "suite file", "key 'n_train'"),
+    ("my_suite.json", lambda t: t.replace('"n_train": 40', '"n_train": "all"'), "suite file", "key 'n_train'"),
     ("shapes.json", lambda t: t.replace('"classnames"', '"class_names"'), "task file",
      "key 'class_names': unknown key (did you mean 'classnames'?"),
     ("shapes.json", lambda t: t.replace('"circle", ', ""), "task file", "key 'classnames': 2 names for the 3"),
