@@ -260,7 +260,8 @@ def main_check(args) -> int:
         print("note    on a machine without network, set HF_HUB_OFFLINE=1 (else each hub lookup retries ~45 s)")
     print(f"checked in {time.perf_counter() - start:.1f} s")
     if not missing:
-        print(f"ready: everything suite {suite.name} needs is here; run it: python -m benchmark run --suite {args.suite}")
+        print(f"ready: everything suite {suite.name} needs is here; "
+              f"run it: python -m benchmark run --suite {args.suite}")
         return 0
     print(f"\nNOT READY: {len(missing)} missing")
     for i, m in enumerate(missing, 1):

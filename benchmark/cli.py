@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--method", required=True, help=methods)
     ft.add_argument("--task", required=True, help="the target task: a registered task or a task file (.json)")
     ft.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
-    ft.add_argument("--suite", default="mini", help=f"whose settings and out-of-domain tasks to use: {_suite_help('mini')}")
+    ft.add_argument("--suite", default="mini",
+                    help=f"whose settings and out-of-domain tasks to use: {_suite_help('mini')}")
     ft.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
     _data_options(ft)
 

@@ -139,10 +139,13 @@ class FinetuneConfig:
     def grid(self) -> list["FinetuneConfig"]:
         """One config per point of the sweep (itself when there is no sweep)."""
         names = sorted(self.sweep)
-        points = [dict(zip(names, values)) for values in itertools.product(*(self.sweep[n] for n in names))]
-        return [dataclasses.replace(self, sweep={}, **{k: v for k, v in p.items() if k in GENERIC},
-                                    method_args={**self.method_args, **{k: v for k, v in p.items() if k not in GENERIC}})
-                for p in points]
+        out = []
+        for values in itertools.product(*(self.sweep[n] for n in names)):
+            point = dict(zip(names, values))
+            generic = {k: v for k, v in point.items() if k in GENERIC}
+            own = {k: v for k, v in point.items() if k not in GENERIC}
+            out.append(dataclasses.replace(self, sweep={}, **generic, method_args={**self.method_args, **own}))
+        return out
 
     def spec(self, method) -> dict:
         """JSON-able settings that change ``method``'s results (for content-addressed specs): the

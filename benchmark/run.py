@@ -285,7 +285,8 @@ def main_run(args) -> int:
     from leaderboard import build
 
     log = functools.partial(print, file=sys.stderr)
-    suite = narrow(get_suite(args.suite), args.encoders, args.tasks, "*" if args.methods in ("all", "") else args.methods)
+    methods = "*" if args.methods in ("all", "") else args.methods
+    suite = narrow(get_suite(args.suite), args.encoders, args.tasks, methods)
     names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
     seeds = parse_seeds(args.seeds, suite)
     cells = plan(suite, args.limit)

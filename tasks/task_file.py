@@ -1,8 +1,9 @@
 """Task files: one JSON object per task, the registered ones in ``definitions/``, a user's anywhere.
 
 Keys: ``loader`` and ``loader_args`` (how the images are read: a name registered in
-``tasks.LOADERS``, e.g. ``imagefolder``, and its keyword arguments), ``classnames``, ``templates`` (``{c}`` stands for the class name; the
-first is the canonical one, all of them form the prompt ensemble), ``splits`` (declared sizes
+``tasks.LOADERS``, e.g. ``imagefolder``, and its keyword arguments), ``classnames``,
+``templates`` (``{c}`` stands for the class name; the first is the canonical one, all of
+them form the prompt ensemble), ``splits`` (declared sizes
 of ``train`` and ``test``), ``id``, ``version`` (raise it when the data or names change),
 ``source``, ``description``, ``how_to_get``, ``fallback`` (another ``{"loader", "args"}`` to
 try), and in ``definitions/`` ``parent`` + ``class_subset`` for class-subset variants.

@@ -46,7 +46,8 @@ def trained(name: str, seed: int, run: int = 0):
     encoder = get_encoder("smoke")
     method = get_method(name)
     args = CONFIG.for_method(method).method_args
-    expected = expected_trainable(encoder.model, name, EMBED_DIM, args.get("lora_rank", 4), args.get("adapter_reduction", 4))
+    expected = expected_trainable(encoder.model, name, EMBED_DIM, args.get("lora_rank", 4),
+                                  args.get("adapter_reduction", 4))
     before = {n: p.detach().clone() for n, p in encoder.model.named_parameters()}
     seed_everything(seed)
     tuned = method.prepare(encoder, CONFIG)

@@ -40,7 +40,8 @@ from .method_checks import assert_only_claimed_moved, expected_trainable, tower_
 NAMES = list(REHEARSAL)
 METHODS = ["full", "bitfit", "attention", "lora", "clip_adapter"]
 N_TRAIN, N_TEST = 40, 20
-CONFIG = dataclasses.replace(get_suite("smoke").finetune, lr=1e-2, epochs=1, batch_size=8, max_steps=2, n_train=N_TRAIN, n_test=N_TEST)
+CONFIG = dataclasses.replace(get_suite("smoke").finetune, lr=1e-2, epochs=1, batch_size=8, max_steps=2,
+                             n_train=N_TRAIN, n_test=N_TEST)
 SIZES = {"embed_dim", "image_size", "width", "heads", "layers", "head_width", "attn_pooler_heads"}
 TIMM_SIZES = {"img_size", "embed_dim", "depth", "num_heads"}
 EMBED_DIM = 64  # every rehearsal config's embed_dim

@@ -244,7 +244,7 @@ def test_definition_files_are_validated(tmp_path):
         read_definitions(tmp_path)
     bad.write_text('{"id": "bad", "version": 1, "classnames": ["a"], "templates": ["no placeholder"],'
                    ' "source": "", "loader": "tar", "splits": {"train": 1, "test": 1}}')
-    with pytest.raises(InvalidInput, match=f"task file {bad}: key 'templates': .* with {{c}} where the class name goes"):
+    with pytest.raises(InvalidInput, match=f"task file {bad}: key 'templates': .* with {{c}} where the class name"):
         read_definitions(tmp_path)
     bad.write_text('{"id": "other", "version": 1}')
     with pytest.raises(InvalidInput, match="key 'id': must be the file name 'bad'"):

@@ -66,7 +66,8 @@ def draw(kind: str, rng: np.random.Generator) -> Image.Image:
     else:
         step = int(rng.integers(3, 6))
         for at in range(0, 32, 2 * step):
-            pen.rectangle((0, at, 31, at + step - 1) if kind == "horizontal" else (at, 0, at + step - 1, 31), fill=colour)
+            box = (0, at, 31, at + step - 1) if kind == "horizontal" else (at, 0, at + step - 1, 31)
+            pen.rectangle(box, fill=colour)
     return image
 
 

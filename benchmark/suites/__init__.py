@@ -37,7 +37,8 @@ from tasks import Task, get_task, read_task_file, register_task
 from ..finetune_config import GENERIC, BadSetting, FinetuneConfig
 from ..methods import METHODS
 
-KEYS = ("name", "description", "notes", "encoders", "tasks", "methods", "seeds", "n_train", "n_test", "prompts", "finetune")
+KEYS = ("name", "description", "notes", "encoders", "tasks", "methods", "seeds", "n_train", "n_test", "prompts",
+        "finetune")
 SAMPLING = ("n_train", "n_test", "prompts", "sample_seed")  # set by the suite's own keys, not in ``finetune``
 FINETUNE_KEYS = tuple(k for k in GENERIC if k not in SAMPLING) + ("overrides", "sweep")
 DEFAULTS = {"seeds": [0], "n_train": 500, "n_test": 500, "prompts": "ensemble", "finetune": {}}
