@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 import time
 from typing import Callable, Sequence
@@ -51,15 +52,17 @@ _set_up = threading.Lock()
 
 
 def _in_worker(parent: int | None, fn: Callable, cell):
-    """``fn(cell)`` in a worker process, set up once: it exits as soon as ``parent`` (the main
-    process, when given) is gone, so a killed run leaves no worker computing or holding memory;
-    and tqdm gets a thread lock instead of the multiprocessing semaphore it would otherwise
-    create, which a worker killed by Ctrl-C or SIGTERM cannot release ("leaked semaphore")."""
+    """``fn(cell)`` in a worker process, set up once. tqdm gets a thread lock instead of the
+    multiprocessing semaphore it would otherwise create, which a worker stopped by Ctrl-C or
+    SIGTERM cannot release ("leaked semaphore"). A loky worker (``parent`` given) leaves
+    Ctrl-C to the main process, which stops the workers, and exits as soon as ``parent`` is
+    gone, so a killed run leaves no worker computing or holding memory."""
     if _set_up.acquire(blocking=False):
         from tqdm import tqdm
 
         tqdm.set_lock(threading.RLock())
         if parent is not None and os.getpid() != parent:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="transferbench-parent-watch").start()
     return fn(cell)
 

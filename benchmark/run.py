@@ -8,8 +8,10 @@
 3. the leaderboard over everything in ``OUT`` (``OUT/leaderboard.md``, CSVs, plots).
 
 One result file per cell; a rerun skips the cells whose files exist, so an interrupted
-run loses at most the cells in flight. Cells run through ``benchmark.backends`` (joblib
-or Dask).
+run loses at most the cells in flight, and recomputes a damaged file (reported by path).
+An estimator that fails on a cell is recorded in the cell's ``failed`` with a one-line
+reason; every other score is kept. Cells run through ``benchmark.backends`` (joblib or
+Dask) and carry what a worker needs: the resolved data root and cache dir, the plugins.
 """
 from __future__ import annotations
 

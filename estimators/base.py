@@ -80,8 +80,8 @@ class Estimator:
                 raise ValueError(f"{self.name} declares unknown need {need!r}; known: {sorted(NEEDS)}")
             if emb.text is None or (need == "logits" and emb.logit_scale is None):
                 raise MissingNeeds(f"{self.name} needs {NEEDS[need]}")
-        need, free = self.memory_bytes(emb.n, emb.dim, emb.n_classes), available_memory()
-        if need is not None and free is not None and need > free:
+        need = self.memory_bytes(emb.n, emb.dim, emb.n_classes)
+        if need is not None and (free := available_memory()) is not None and need > free:
             raise InvalidInput(f"{self.name} needs about {need / 2**30:.1f} GiB of memory at N={emb.n}, "
                                f"D={emb.dim}; {free / 2**30:.1f} GiB is available")
         if self.min_per_class > 1:
