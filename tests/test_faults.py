@@ -155,6 +155,9 @@ def test_plugins_and_failing_estimators_under_loky(plugin, tmp_path, capsys):
         x = emb.image.astype(np.float64)
         by_hand = np.mean([np.sum(x[emb.labels == c].mean(0) ** 2) for c in range(10)])
         assert record["scores"]["fault_ok"]["score"] == pytest.approx(by_hand, rel=1e-12)
+    page = (out / "leaderboard.md").read_text()
+    assert "failed on 2 of 2 cells: RuntimeError: plugin bug on two lines" in page
+    assert "failed on 2 of 2 cells: fault_nan produced a non-finite score (nan)" in page
 
 
 def test_plugins_data_root_and_cache_reach_dask_workers(plugin, tmp_path, monkeypatch):
