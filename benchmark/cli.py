@@ -1,12 +1,13 @@
 """Command line: ``python -m benchmark {run,score,ls,...}``.
 
 Bad input ends with one line on stderr naming the problem and exit status 2;
-Ctrl-C ends with status 130 and loses nothing already written.
+Ctrl-C ends with status 130 (SIGTERM: 143) and loses nothing already written.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="joblib backend for the cells, or dask (default: loky)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address for --backend dask (default: a local cluster)")
+    run.add_argument("--estimator-timeout", type=float, metavar="SECONDS",
+                     help="record an estimator still running after SECONDS on a cell as failed and go on "
+                          "(loky and sequential backends; default: no limit, a line names one running over 60 s)")
     _data_options(run)
     _plugin_option(run)
 
@@ -175,8 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so that workers are shut down cleanly."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         for plugin in getattr(args, "plugins", []):
             import_plugin(plugin)
@@ -184,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished results are kept; rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: finished results are kept; rerun to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _select_estimators(pattern: str) -> list[str]:
@@ -201,8 +217,9 @@ def cmd_score(args) -> int:
 
     names = _select_estimators(args.estimators)
     embs = {path: load_npz(path) for path in args.embeddings}
-    scores, skipped = score_all(embs, names, random_state=args.random_state)
+    scores, skipped, failed = score_all(embs, names, random_state=args.random_state)
     multi = len(embs) > 1
+    status = 2 if failed else 0     # the other estimators' scores are still reported
     if args.format == "json":
         report = []
         for path, emb in embs.items():
@@ -211,9 +228,10 @@ def cmd_score(args) -> int:
                 "estimators": {s.estimator: {"score": s.score, "seconds": s.seconds,
                                              "higher_is_better": ESTIMATORS.get(s.estimator).higher_is_better}
                                for s in scores if s.key == path},
-                "skipped": {s.estimator: s.reason for s in skipped if s.key == path}})
+                "skipped": {s.estimator: s.reason for s in skipped if s.key == path},
+                "failed": {s.estimator: s.reason for s in failed if s.key == path}})
         print(json.dumps(report if multi else report[0], indent=2))
-        return 0
+        return status
     rows = [([s.key] if multi else []) + [s.estimator, s.score, round(s.seconds, 4),
                                           "higher" if ESTIMATORS.get(s.estimator).higher_is_better else "lower"]
             for s in scores]
@@ -224,11 +242,13 @@ def cmd_score(args) -> int:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-        return 0
-    print(tabulate(rows, headers=header, floatfmt=".6g"))
-    for s in skipped:
-        print(f"skipped {s.estimator}{f' for {s.key}' if multi else ''}: {s.reason}")
-    return 0
+    else:
+        print(tabulate(rows, headers=header, floatfmt=".6g"))
+        for s in skipped:
+            print(f"skipped {s.estimator}{f' for {s.key}' if multi else ''}: {s.reason}")
+    for s in failed:
+        print(f"error: {s.estimator} failed{f' on {s.key}' if multi else ''}: {s.reason}", file=sys.stderr)
+    return status
 
 
 def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
@@ -293,18 +313,30 @@ def _task_id(name: str) -> str:
     return load_task_file(name) if name.endswith(".json") else get_task(name).id
 
 
+def _writable_cache(cache_dir) -> None:
+    from encoders.cache import ArrayCache, ensure_writable
+
+    ensure_writable(ArrayCache(cache_dir).folder, "--cache-dir (embedding cache)")
+
+
 def cmd_finetune(args) -> int:
     from encoders import check_encoder_id
+    from encoders.cache import ensure_writable
 
     from .deltas import cell_deltas
     from .outcomes import run_outcome
     from .suites import get_suite
+    from .validate import at_least, check_device
 
     suite = get_suite(args.suite)
     task = _task_id(args.task)
     check_encoder_id(args.encoder)
-    record = run_outcome(args.encoder, args.method, task, args.seed, suite.tasks, suite.finetune,
-                         Path(args.out or Path("results") / suite.name), args.data_root, args.cache_dir, args.device)
+    at_least("--seed", args.seed, 0)
+    check_device(args.device)
+    out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
+    _writable_cache(args.cache_dir)
+    record = run_outcome(args.encoder, args.method, task, args.seed, suite.tasks, suite.finetune, out, args.data_root,
+                         args.cache_dir, args.device)
     zs, ft = record["acc_zs"][task], record["acc_ft"][task]
     d = cell_deltas(record)
     counted = len(d["ood_changes"]) - len(d["ood_excluded"])
@@ -316,9 +348,12 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from encoders.cache import ensure_writable
     from leaderboard import build
 
     source = Path(args.results or args.tables)
+    if source.is_dir():
+        ensure_writable(Path(args.out or source), "--out")
     result = build(source, Path(args.out or source), suite=args.suite, n_boot=args.n_boot, seed=args.seed,
                    from_tables=args.tables is not None)
     if result["missing"]:
@@ -335,7 +370,14 @@ def cmd_embed(args) -> int:
     from estimators.zero_shot_acc import zero_shot_accuracy
     from tasks import get_task
 
+    from .validate import at_least, check_device
+
     task = get_task(_task_id(args.task))
+    at_least("--n", args.n, 1)
+    at_least("--batch-size", args.batch_size, 1)
+    at_least("--seed", args.seed, 0)
+    check_device(args.device)
+    _writable_cache(args.cache_dir)
     encoder = get_encoder(args.encoder)
     start = time.perf_counter()
     emb = embed(encoder, task, args.split, n=args.n, seed=args.seed, prompts=args.prompts, data_root=args.data_root,

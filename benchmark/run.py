@@ -8,14 +8,17 @@
 3. the leaderboard over everything in ``OUT`` (``OUT/leaderboard.md``, CSVs, plots).
 
 One result file per cell; a rerun skips the cells whose files exist, so an interrupted
-run loses at most the cells in flight. Cells run through ``benchmark.backends`` (joblib
-or Dask).
+run loses at most the cells in flight, and recomputes a damaged file (reported by path).
+An estimator that fails on a cell is recorded in the cell's ``failed`` with a one-line
+reason; every other score is kept. Cells run through ``benchmark.backends`` (joblib or
+Dask) and carry what a worker needs: the resolved data root and cache dir, the plugins.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import sys
+import threading
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders import check_encoder_id
-from estimators import ESTIMATORS, InvalidInput, estimator_class
+from estimators import ESTIMATORS, InvalidInput, estimator_class, import_plugin
 from estimators.registry import split_patterns
 from estimators.zero_shot_acc import zero_shot_accuracy
 from tasks import data_key, get_task, read_task_file, register_task
@@ -43,7 +46,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a worker needs to run a cell (picklable, so any backend can ship it)."""
+    """Everything a worker needs to run a cell (picklable, so any backend can ship it): the
+    data root and cache dir as the main process resolved them, and the plugins to import."""
     suite: Suite
     estimators: tuple[str, ...]
     out: Path
@@ -51,6 +55,8 @@ class Context:
     cache_dir: str | None = None
     device: str = "auto"
     download: bool = False
+    plugins: tuple[str, ...] = ()
+    estimator_timeout: float | None = None
 
     @property
     def cell_estimators(self) -> list[str]:
@@ -59,6 +65,26 @@ class Context:
     @property
     def pool_estimators(self) -> list[str]:
         return [n for n in self.estimators if estimator_class(n).pool_relative]
+
+
+_plugins_lock = threading.Lock()
+_plugins_loaded: set[str] = set()
+
+
+def load_plugins(plugins) -> None:
+    """Import each plugin once per process: every worker (loky, Dask) calls this before a cell,
+    so estimators and methods that plugins register exist there too."""
+    with _plugins_lock:
+        for spec in plugins:
+            if spec not in _plugins_loaded:
+                import_plugin(spec)
+                _plugins_loaded.add(spec)
+
+
+def prepare_worker(ctx: Context) -> None:
+    """What a process needs before it runs a cell: the plugins imported, the suite's task files registered."""
+    load_plugins(ctx.plugins)
+    ctx.suite.register_tasks()
 
 
 def choose(suite: Suite, kind: str, pattern: str, resolve) -> list[str]:
@@ -102,8 +128,10 @@ def narrow(suite: Suite, encoders: str = "*", tasks: str = "*", methods: str = "
 
 def plan(suite: Suite, limit: int | None = None) -> list[Cell]:
     """The (encoder, task) cells of ``suite``, encoder-major (the first ``limit``)."""
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {limit}")
     cells = [Cell(e, t) for e in suite.encoders for t in suite.tasks]
-    return cells[:limit] if limit else cells
+    return cells if limit is None else cells[:limit]
 
 
 def score_spec(ctx: Context, cell: Cell) -> dict:
@@ -133,7 +161,7 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     """Embed, measure zero-shot accuracy and score one cell; returns its record (or why it was skipped)."""
     from tasks import TaskUnavailable
 
-    ctx.suite.register_tasks()
+    prepare_worker(ctx)
     path = score_path(ctx, cell)
     if (done := read_cell(path)) is not None:
         return done
@@ -141,13 +169,15 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
         train, test = embed_pair(ctx, cell.encoder, cell.task)
     except TaskUnavailable as exc:
         return {"unavailable": str(exc), "task": cell.task}
-    scores, skipped = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0])
+    scores, skipped, failed = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0],
+                                        check_sizes=False, time_limit=ctx.estimator_timeout)
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
               "zero_shot_acc_test": zero_shot_accuracy(test.image, test.labels, test.text),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
               "skipped": {s.estimator: s.reason for s in skipped},
+              "failed": {s.estimator: s.reason for s in failed},
               "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
               "versions": train.meta.get("versions", {})}
     write_cell(path, score_spec(ctx, cell), record)
@@ -163,23 +193,24 @@ def pool_spec(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
 
 def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
     """Pool-relative estimators on one task across encoders (from the cached embeddings)."""
-    s = ctx.suite
-    s.register_tasks()
+    prepare_worker(ctx)
     spec = pool_spec(ctx, task_id, encoder_ids)
     path = cell_path(ctx.out, "pool_scores", task_id, spec)
     if (done := read_cell(path)) is not None:
         return done
     pool = {e: embed_pair(ctx, e, task_id)[0] for e in encoder_ids}
-    scores, _ = score_all(pool, ctx.pool_estimators, random_state=s.seeds[0])
+    scores, _, failed = score_all(pool, ctx.pool_estimators, random_state=ctx.suite.seeds[0], check_sizes=False,
+                                  time_limit=ctx.estimator_timeout)
     write_cell(path, spec, {"task": task_id, "scores": {
         e: {x.estimator: {"score": x.score, "seconds": x.seconds} for x in scores if x.key == e}
-        for e in encoder_ids}})
+        for e in encoder_ids}, "failed": {x.estimator: x.reason for x in failed}})
     return read_cell(path)
 
 
 def stored_records(cells: list, path_of) -> dict:
-    """Each cell's stored record, or None where its result file is missing or unreadable."""
-    return {c: read_cell(path_of(c)) for c in cells}
+    """Each cell's stored record, or None where its result file is missing or damaged (a damaged
+    file is reported by path and removed, so the cell is recomputed)."""
+    return {c: read_cell(path_of(c), remove_damaged=True) for c in cells}
 
 
 def run_missing(fn, cells: list, stored: dict, n_jobs: int, backend: str, scheduler: str | None,
@@ -200,14 +231,47 @@ def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = 
         f"{len({c.task for c in cells})} task(s), {len(ctx.estimators)} estimators, "
         f"n_train={ctx.suite.n_train}, n_test={ctx.suite.n_test}")
     records = run_missing(functools.partial(score_cell, ctx), cells, stored, n_jobs, backend, scheduler, "score cells")
-    for task in sorted({r["task"]: r["unavailable"] for r in records if "unavailable" in r}.items()):
-        log(f"skipped task {task[0]}: {task[1]}")
+    for task, reason in sorted(unavailable_tasks(ctx, records).items()):
+        log(f"skipped task {task}: {reason}")
     results = [r for r in records if "unavailable" not in r]
     by_task: dict[str, list[str]] = {}
     for r in results:
         by_task.setdefault(r["task"], []).append(r["encoder"])
     pools = [pool_score_task(ctx, t, e) for t, e in sorted(by_task.items()) if len(e) >= 2 and ctx.pool_estimators]
+    for line in failure_lines(results, pools):
+        log(line)
     return results, pools
+
+
+def unavailable_tasks(ctx: Context, records: list[dict]) -> dict[str, str]:
+    """``{task: reason}`` for the tasks the workers found unavailable. A task that a worker
+    lacks but this process can read is an error, never a silent skip: the workers do not
+    see the data root."""
+    from tasks import TaskUnavailable, get_task
+
+    reasons = {r["task"]: r["unavailable"] for r in records if "unavailable" in r}
+    for task, reason in reasons.items():
+        try:
+            get_task(task).labels("test", data_root=ctx.data_root)
+        except TaskUnavailable:
+            continue
+        raise InvalidInput(f"task {task} is unavailable on a worker ({reason}) but present here under "
+                           f"{ctx.data_root}: every worker needs the data root at the same path (a shared "
+                           f"file system)")
+    return reasons
+
+
+def failure_lines(results: list[dict], pools: list[dict]) -> list[str]:
+    """One line per estimator that failed somewhere: on how many cells, and the first reason."""
+    failures: dict[str, list[str]] = {}
+    for r in results:
+        for name, reason in r.get("failed", {}).items():
+            failures.setdefault(name, []).append(f"{r['encoder']}/{r['task']}: {reason}")
+    for p in pools:
+        for name, reason in p.get("failed", {}).items():
+            failures.setdefault(name, []).append(f"pool of {p['task']}: {reason}")
+    return [f"estimator {name} failed on {len(where)} cell(s), its other scores are kept (first: {where[0]})"
+            for name, where in sorted(failures.items())]
 
 
 @dataclass(frozen=True)
@@ -221,7 +285,7 @@ class OutcomeCell:
 def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -> dict:
     from .outcomes import run_outcome
 
-    ctx.suite.register_tasks()
+    prepare_worker(ctx)
     return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, ctx.suite.finetune,
                        ctx.out, ctx.data_root, ctx.cache_dir, ctx.device, progress=False)
 
@@ -277,12 +341,19 @@ def parse_seeds(text: str | None, suite: Suite) -> tuple[int, ...]:
         seeds = tuple(int(s) for s in split_patterns(text))
     except ValueError:
         raise InvalidInput(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise InvalidInput(f"--seeds must be non-negative integers, got {text!r}")
     return seeds
 
 
 def main_run(args) -> int:
-    from encoders.cache import atomic_write_bytes
+    import os
+
+    from encoders.cache import ArrayCache, atomic_write_bytes, cache_root, ensure_writable
     from leaderboard import build
+    from tasks.task import data_root
+
+    from .validate import at_least, check_device
 
     log = functools.partial(print, file=sys.stderr)
     methods = "*" if args.methods in ("all", "") else args.methods
@@ -290,11 +361,19 @@ def main_run(args) -> int:
     names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
     seeds = parse_seeds(args.seeds, suite)
     cells = plan(suite, args.limit)
-    out = Path(args.out or Path("results") / suite.name)
-    ctx = Context(suite, tuple(names), out, args.data_root, args.cache_dir, args.device, args.download)
-    if args.n_jobs is not None and args.n_jobs < 1:
-        raise InvalidInput(f"--n-jobs must be at least 1, got {args.n_jobs}")
+    at_least("--n-jobs", args.n_jobs, 1)
+    if args.estimator_timeout is not None and not args.estimator_timeout > 0:
+        raise InvalidInput(f"--estimator-timeout must be a positive number of seconds, got {args.estimator_timeout}")
+    check_device(args.device)
+    out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
+    cache_dir = os.path.abspath(cache_root(args.cache_dir))
+    ensure_writable(ArrayCache(cache_dir).folder, "--cache-dir (embedding cache)")
+    plugins = tuple(os.path.abspath(p) if p.endswith(".py") else p for p in args.plugins)
+    _plugins_loaded.update(plugins)   # the CLI imported them in this process already
+    ctx = Context(suite, tuple(names), out, os.path.abspath(data_root(args.data_root)), cache_dir, args.device,
+                  args.download, plugins, args.estimator_timeout)
     n_jobs = args.n_jobs or default_jobs(args.device)
+    log(f"data root: {ctx.data_root}; embedding cache: {ctx.cache_dir}; results: {out}")
     results, _ = run_scores(ctx, cells, n_jobs, args.backend, args.scheduler, log=log)
     if not results:
         raise InvalidInput("no cell could be run (every task was unavailable); see the lines above")
@@ -314,7 +393,8 @@ def main_run(args) -> int:
         top = summary[summary["outcome"] == RANK_BY].head(10)
         print(f"\ntop estimators by mean oriented Spearman ρ on {RANK_BY} (95% interval, rank band):")
         print(top[["rank", "estimator", "rho", "rho_lo", "rho_hi", "rank_lo", "rank_hi"]].to_string(index=False))
-    if board["missing"]:
-        log(f"partial results: missing {'; '.join(board['missing'])}")
+    missing = [m for m in board["missing"] if not (args.no_finetune and m == "no fine-tuning outcomes")]
+    if missing:
+        log(f"partial results: missing {'; '.join(missing)}")
     print(f"\nleaderboard: {board['path']}  (results: {out})")
     return 0

@@ -13,7 +13,7 @@ from benchmark.outcomes import outcome_path
 from benchmark.results import cell_path
 from benchmark.run import Context, plan, pool_spec, score_path
 from benchmark.suites import SUITES, get_suite
-from encoders.cache import ArrayCache
+from encoders.cache import spec_key
 from encoders.extract import cache_spec
 from tasks import get_task
 
@@ -37,13 +37,14 @@ KNOWN_CELLS = {
               "outcomes/vitb32-openai__lora__cars__seed0__cceba1805986.json",
               "outcomes/eva02-b16-merged2b__clip_adapter__svhn__seed0__23d9bb308ed2.json"],
 }
-# Embedding-cache keys of the suites' first task (train, test) for a stand-in encoder.
-KNOWN_CACHE = {"mini": ("cifar10", "5c8f6022299e8c9eefd04515aa98d582839d6e9c429bb37f7253ebb9536028e4",
-                        "11421ddbca6467a5637266413fb75bbf9008c02f6c96631160fe4345b7efacb4"),
-               "smoke": ("digits", "f687f5a8469e1ab316147dc6a054c21885949f6d6288a48993a7230d94eb5b8f",
-                         "8a2edf7b6067a9ee4390f5a889029d133066ed2b116072a0417d74da8fad81d5"),
-               "paper": ("cars", "dde281a3b7095985e83851be6cbb34bd58ab4aa1603cde282b6d3bdc52883f42",
-                         "d492298aa1dab69b763d6327178a99144a8c9fa4bbe7f9ec0377fd7ec19bdfe6")}
+# Embedding-cache specs (their sha256, before the cache's schema version) of the suites' first task
+# (train, test) for a stand-in encoder.
+KNOWN_CACHE = {"mini": ("cifar10", "de2b87926a4aed8bdc169c02798bf7faa6444adcfeb573c8034c4ab04ad4b2d4",
+                        "4cea5f08e584b776775d57d77d539857d03dead37d92cbb9a9824da67e89ff9b"),
+               "smoke": ("digits", "0a260e04b564d00d161e0f72c0c969fa31a7dd6b2c89e11dcb281a3d890e4636",
+                         "7c1b40b95cbc33e3b73718d0f0361c488a014a070851d216f5c8e8ec09476c1f"),
+               "paper": ("cars", "6574e26ae0be093ba336de56d5bd87e819cabec1530e1bb002dd63f987a1da6a",
+                         "6e6a083e1b30cd6f705ed64b2a32f828c43c4d5c9e6974976dd33ce94f3982c0")}
 STAND_IN = types.SimpleNamespace(id="E", weights_tag="W", preprocess_cfg=lambda: {"p": 1})
 
 
@@ -67,7 +68,7 @@ def test_builtin_suites_give_the_cells_they_gave_as_python_constants(name):
     n_cells = len(suite.encoders) * len(suite.tasks)
     assert len(files) == n_cells * (1 + len(suite.methods) * len(suite.seeds)) + len(suite.tasks)
     task, train, test = KNOWN_CACHE[name]
-    keys = [ArrayCache("C").path(cache_spec(STAND_IN, get_task(task), split, n, suite.seeds[0], suite.prompts)).stem
+    keys = [spec_key(cache_spec(STAND_IN, get_task(task), split, n, suite.seeds[0], suite.prompts))
             for split, n in (("train", suite.n_train), ("test", suite.n_test))]
     assert keys == [train, test]
 
