@@ -163,3 +163,25 @@ def test_help_lists_come_from_the_registries(monkeypatch):
     assert "(attention, bitfit, clip_adapter, full, lora, toy_method;" in flat
     assert "a built-in suite (mini, paper, smoke, toy_suite)" in flat
     assert "{" + ",".join(BACKENDS) + "}" in flat
+
+
+def test_run_takes_any_encoder_id_and_a_task_file_on_the_command_line(tmp_path, capsys):
+    from tests.test_user_tasks import task_file, write_folder
+
+    write_folder(tmp_path / "images")
+    path = task_file(tmp_path)
+    assert main(["run", "--suite", "smoke", "--encoders", "open_clip:tb-smoke", "--tasks", f"digits,{path}",
+                 "--estimators", "iimm", "--no-finetune", "--n-jobs", "1", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    cells = sorted(p.name.rsplit("__", 1)[0] for p in (tmp_path / "out" / "scores").glob("*.json"))
+    assert cells == ["open_clip-tb-smoke__colours", "open_clip-tb-smoke__digits"]
+    capsys.readouterr()
+    assert "no task of suite 'smoke' matches 'cifar*'" in _run_error(tmp_path, capsys, "--tasks", "cifar*")
+    assert "unknown encoder 'open_clp:tb-smoke'" in _run_error(tmp_path, capsys, "--encoders", "open_clp:tb-smoke")
+
+
+def _run_error(tmp_path, capsys, *args) -> str:
+    assert main(["run", "--suite", "smoke", *args, "--no-finetune", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    return err
