@@ -52,11 +52,10 @@ def encoder_weights(name: str) -> tuple[str, list[str], bool]:
     """(where the weights of encoder ``name`` are, what is missing, whether a fetch can get it),
     found without building the encoder or downloading anything."""
     from encoders import ENCODERS, EncoderUnavailable, conse
-    from encoders.base import OPEN_CLIP_PREFIX
-    from encoders.open_clip_encoder import PAPER_ENCODERS, locate, parse_spec
+    from encoders.open_clip_encoder import PAPER_ENCODERS, PREFIX, locate, parse_spec
 
-    if name.startswith(OPEN_CLIP_PREFIX):
-        weights = locate(*parse_spec(name[len(OPEN_CLIP_PREFIX):]))
+    if name.startswith(PREFIX):
+        weights = locate(*parse_spec(name[len(PREFIX):]))
     elif name in PAPER_ENCODERS:
         weights = locate(*PAPER_ENCODERS[name])
     elif name in conse.IMAGE_TOWERS:
@@ -128,31 +127,30 @@ def _available_ram() -> float:
 
 def cost_report(suite, n_score: int, methods: list[str], n_encoders: int) -> list[str]:
     """The run's cost from measured per-cell figures, else the work it implies (images through an encoder)."""
+    from .suites import SUITES, get_suite
+
     per_ft = n_score * len(suite.seeds)
-    measured = MEASURED.get(suite.name, {})
+    builtin = suite.name in SUITES and suite == get_suite(suite.name)  # not a user's file of the same name
+    measured = MEASURED.get(suite.name, {}) if builtin else {}
     if all(m in measured for m in methods):
         seconds = n_score * measured["score"] + sum(per_ft * measured[m] for m in methods)
         return [f"cost: about {seconds / 60:.0f} min one cell at a time, {seconds / measured['speedup'] / 60:.0f} min "
                 f"with two cells side by side (estimate from per-cell figures measured on {measured['where']})"]
     from tasks import get_task
 
-    from .finetune import PRESETS
     from .methods import METHODS
-    from .run import finetune_config
 
     lines = [f"cost: not measured for suite {suite.name!r} on any device; the work it implies:"]
     tasks = [get_task(t) for t in suite.tasks]
     train = [min(suite.n_train or math.inf, t.splits["train"]) for t in tasks]
     test = [min(suite.n_test or math.inf, t.splits["test"]) for t in tasks]
     lines.append(f"  scores: {n_encoders * (sum(train) + sum(test)):,.0f} images embedded")
-    if suite.name not in PRESETS:
-        return lines + [f"  fine-tuning: no preset named {suite.name!r} (see benchmark/finetune.py)"]
-    config = finetune_config(suite)
+    config = suite.finetune
     runs = n_encoders * len(suite.seeds)
     lines.append(f"  fine-tuning ({per_ft * len(methods)} cells; training image passes, forward + backward, over the "
                  f"preset's sweep; evaluation images, validation each epoch and every task's test after):")
     for method in methods:
-        cfg = config.for_method(METHODS.get(method))
+        cfg = config.for_method(METHODS.get(method)())
         points, passes, evaluation = len(cfg.grid()), 0, 0
         ood = [min(cfg.n_ood or math.inf, k) for k in test]  # the other tasks' evaluation subsets
         for n, n_test, n_ood in zip(train, test, ood):
@@ -236,12 +234,11 @@ def data_rows(suite, data_root, refetch: str) -> tuple[list[str], list[Missing]]
 def main_check(args) -> int:
     from tasks import data_root
 
-    from .methods import METHODS
-    from .run import plan
-    from .suites import SUITES, get_suite
+    from .run import narrow, plan
+    from .suites import get_suite
 
     start = time.perf_counter()
-    suite = get_suite(args.suite)
+    suite = narrow(get_suite(args.suite))  # an unknown encoder id is bad input here, as in `run`
     if args.fetch:
         fetch(suite, args.data_root)
     refetch = f"python -m benchmark check --suite {args.suite} --fetch --data-root {data_root(args.data_root)}"
@@ -249,7 +246,7 @@ def main_check(args) -> int:
     weights, missing, uses_hub = weights_rows(suite, refetch)
     data, missing_data = data_rows(suite, args.data_root, refetch)
     missing = ([problem] if problem else []) + missing + missing_data
-    cells, methods = plan(suite), METHODS.names("*")
+    cells, methods = plan(suite), list(suite.methods)
     print(f"suite   {suite.name}: {len(suite.encoders)} encoder(s), {len(suite.tasks)} task(s)")
     print(f"device  {device}")
     if device.startswith("cpu") and suite.name == "paper":
@@ -263,8 +260,8 @@ def main_check(args) -> int:
         print("note    on a machine without network, set HF_HUB_OFFLINE=1 (else each hub lookup retries ~45 s)")
     print(f"checked in {time.perf_counter() - start:.1f} s")
     if not missing:
-        run = f"; run it: python -m benchmark run --suite {args.suite}" if args.suite in SUITES.names() else ""
-        print(f"ready: everything suite {suite.name} needs is here{run}")
+        print(f"ready: everything suite {suite.name} needs is here; "
+              f"run it: python -m benchmark run --suite {args.suite}")
         return 0
     print(f"\nNOT READY: {len(missing)} missing")
     for i, m in enumerate(missing, 1):

@@ -13,10 +13,15 @@ from pathlib import Path
 
 from estimators import ESTIMATORS, InvalidInput, estimator_info, import_plugin
 
+from .backends import BACKENDS
+from .methods import METHODS
+from .suites import SUITES
+
 EXAMPLES = """\
 examples:
   python -m benchmark run                                  # the offline `mini` suite
   python -m benchmark run --suite smoke --out /tmp/smoke   # seconds, for a first look
+  python -m benchmark run --suite my_suite.json            # your encoders on your task files
   python -m benchmark embed --encoder conse-lite0 --task cifar10 --split test --n 200
   python -m benchmark ls estimators
   python -m benchmark score --embeddings my_task.npz
@@ -43,7 +48,14 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
                         help="allow fetching a dataset's public original (torchvision) when no local copy exists")
 
 
+def _suite_help(default: str | None) -> str:
+    names = SUITES.names("*")
+    return (f"a built-in suite ({', '.join(names)}) or a suite .json file" +
+            (f" (default: {default})" if default else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    methods = ", ".join(METHODS.names("*"))
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
         description="transferbench: which transferability estimator best predicts what fine-tuning "
@@ -59,12 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "in-domain gain and out-of-domain change; then the leaderboard ranks the estimators by how "
                     "well their scores predict those deltas. One result file per cell under --out; a rerun "
                     "skips finished cells. Name filters take comma-separated fnmatch patterns.")
-    run.add_argument("--suite", default="mini", help="mini (default: offline, CPU), paper (GPU + internet) or smoke")
-    run.add_argument("--encoders", default="*", metavar="PATTERNS", help="which of the suite's encoders")
-    run.add_argument("--tasks", default="*", metavar="PATTERNS", help="which of the suite's tasks")
+    run.add_argument("--suite", default="mini", help=_suite_help("mini"))
+    run.add_argument("--encoders", default="*", metavar="IDS",
+                     help="which of the suite's encoders (patterns), and any other encoder id: a registered name, "
+                          "open_clip:ARCH/TAG, open_clip:hf-hub:ORG/NAME, open_clip:ARCH/FILE, open_clip:local-dir:DIR")
+    run.add_argument("--tasks", default="*", metavar="NAMES",
+                     help="which of the suite's tasks (patterns), and any registered task or task file (.json)")
     run.add_argument("--estimators", default="all", metavar="PATTERNS", help="which estimators (default: all)")
     run.add_argument("--methods", default="all", metavar="PATTERNS",
-                     help="which fine-tuning methods: full, bitfit, attention, lora, clip_adapter (default: all)")
+                     help=f"which of the suite's fine-tuning methods, and any registered one ({methods}; "
+                          f"default: the suite's)")
     run.add_argument("--seeds", metavar="S1,S2", help="fine-tuning seeds (default: the suite's, 0)")
     run.add_argument("--no-finetune", action="store_true",
                      help="stop after zero-shot accuracy and estimator scores (no fine-tuning)")
@@ -72,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
     run.add_argument("--n-jobs", type=int, metavar="N",
                      help="cells run in parallel (default: one per CPU core, at most 8, on CPU; 1 on a GPU)")
-    run.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"],
+    run.add_argument("--backend", default="loky", choices=BACKENDS,
                      help="joblib backend for the cells, or dask (default: loky)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address for --backend dask (default: a local cluster)")
@@ -87,11 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one fine-tuning cell: zero-shot and fine-tuned accuracy on the task's test sample and on "
                     "the suite's other tasks, id_gain, id_gain_norm and ood_change, written as one result file "
                     "under --out (reused when it exists).")
-    ft.add_argument("--encoder", required=True, help="one of the suite's encoders (or any registered one)")
-    ft.add_argument("--method", required=True, help="full, bitfit, attention, lora or clip_adapter")
-    ft.add_argument("--task", required=True, help="the target task")
+    ft.add_argument("--encoder", required=True, help="an encoder id (a registered name or open_clip:...)")
+    ft.add_argument("--method", required=True, help=methods)
+    ft.add_argument("--task", required=True, help="the target task: a registered task or a task file (.json)")
     ft.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
-    ft.add_argument("--suite", default="mini", help="whose settings and out-of-domain tasks to use (default: mini)")
+    ft.add_argument("--suite", default="mini",
+                    help=f"whose settings and out-of-domain tasks to use: {_suite_help('mini')}")
     ft.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
     _data_options(ft)
 
@@ -113,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed = sub.add_parser("embed", help="embed one task split with one encoder (cached) and summarise it",
                            description="Compute (or load from the cache) the embeddings of one task split.")
     embed.add_argument("--encoder", required=True, help="registered encoder name or open_clip:ARCH/TAG")
-    embed.add_argument("--task", required=True, help="registered task name")
+    embed.add_argument("--task", required=True, help="a registered task or a task file (.json)")
     embed.add_argument("--split", choices=["train", "test"], default="train")
     embed.add_argument("--n", type=int, metavar="N", help="class-balanced sample size (default: the whole split)")
     embed.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -144,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the device and its free memory, the number of cells and the run's cost. Everything missing "
                     "is listed once, with the command that fixes it. Exit status 0: ready, 1: something is missing, "
                     "2: bad input.")
-    check.add_argument("--suite", default="mini", help="a suite name (mini, paper, smoke) or a suite .json file")
+    check.add_argument("--suite", default="mini", help=_suite_help("mini"))
     check.add_argument("--data-root", metavar="DIR",
                        help="where datasets live (default: $TRANSFERBENCH_DATA, else ~/.cache/transferbench/data)")
     check.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
@@ -239,24 +256,31 @@ def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
         return [estimator_info(n) for n in ESTIMATORS.select(pattern)], ESTIMATORS.plugin_errors
     if what == "encoders":
         from encoders import ENCODERS
+        from encoders.base import PREFIXES
 
-        return [{"encoder": n, "description": ((ENCODERS.get(n).__doc__ or "").strip().splitlines() or ["-"])[0]}
-                for n in ENCODERS.select(pattern)], ENCODERS.plugin_errors
+        def first_line(obj):
+            return ((obj.__doc__ or "").strip().splitlines() or ["-"])[0]
+
+        return [{"encoder": n, "description": first_line(ENCODERS.get(n))} for n in ENCODERS.select(pattern)] + \
+            [{"encoder": f"{prefix}...", "description": first_line(build)} for prefix, build in PREFIXES.items()
+             if pattern == "*"], ENCODERS.plugin_errors
     if what == "tasks":
         from tasks import TASKS
 
+        from .suites import builtin_suites
+
+        members = {name: set(suite.tasks) for name, suite in builtin_suites().items()}
         return [{"task": t.id, "classes": t.n_classes, "train": t.splits.get("train"), "test": t.splits.get("test"),
-                 "suites": ",".join(t.suites), "template": t.template}
+                 "suites": ",".join(n for n, tasks in members.items() if t.id in tasks), "template": t.template}
                 for t in map(TASKS.get, TASKS.select(pattern))], []
     if what == "methods":
-        from .methods import METHODS
-
         return [{"method": n, "acts on": METHODS.get(n).acts_on, "description": METHODS.get(n).description}
                 for n in METHODS.select(pattern)], METHODS.plugin_errors
-    from .suites import SUITES
+    from .suites import get_suite
 
-    return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "description": s.description}
-            for s in map(SUITES.get, SUITES.select(pattern))], []
+    return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "methods": len(s.methods),
+             "seeds": len(s.seeds), "n_train": s.n_train, "description": s.description}
+            for s in map(get_suite, SUITES.select(pattern))], []
 
 
 def cmd_ls(args) -> int:
@@ -282,6 +306,13 @@ def cmd_run(args) -> int:
     return main_run(args)
 
 
+def _task_id(name: str) -> str:
+    """A registered task, or the id of a task file (read and registered)."""
+    from tasks import get_task, load_task_file
+
+    return load_task_file(name) if name.endswith(".json") else get_task(name).id
+
+
 def _writable_cache(cache_dir) -> None:
     from encoders.cache import ArrayCache, ensure_writable
 
@@ -289,27 +320,28 @@ def _writable_cache(cache_dir) -> None:
 
 
 def cmd_finetune(args) -> int:
+    from encoders import check_encoder_id
     from encoders.cache import ensure_writable
-    from tasks import get_task
 
-    from .outcomes import cell_deltas, run_outcome
-    from .run import finetune_config
-    from .suites import SUITES
+    from .deltas import cell_deltas
+    from .outcomes import run_outcome
+    from .suites import get_suite
     from .validate import at_least, check_device
 
-    suite = SUITES.get(args.suite)
-    get_task(args.task)
+    suite = get_suite(args.suite)
+    task = _task_id(args.task)
+    check_encoder_id(args.encoder)
     at_least("--seed", args.seed, 0)
     check_device(args.device)
     out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
     _writable_cache(args.cache_dir)
-    record = run_outcome(args.encoder, args.method, args.task, args.seed, suite.tasks, finetune_config(suite),
-                         out, args.data_root, args.cache_dir, args.device)
-    zs, ft = record["acc_zs"][args.task], record["acc_ft"][args.task]
+    record = run_outcome(args.encoder, args.method, task, args.seed, suite.tasks, suite.finetune, out, args.data_root,
+                         args.cache_dir, args.device)
+    zs, ft = record["acc_zs"][task], record["acc_ft"][task]
     d = cell_deltas(record)
     counted = len(d["ood_changes"]) - len(d["ood_excluded"])
     ood = "n/a" if d["ood_change"] is None else f"{d['ood_change']:+.3f}"
-    print(f"{args.encoder} {args.method} on {args.task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
+    print(f"{args.encoder} {args.method} on {task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
           f"id_gain {d['id_gain']:+.3f}, ood_change {ood} over {counted} other task(s); "
           f"trainable {record['trainable']}; {record['seconds']['wall']['total']:.1f}s")
     return 0
@@ -340,7 +372,7 @@ def cmd_embed(args) -> int:
 
     from .validate import at_least, check_device
 
-    task = get_task(args.task)
+    task = get_task(_task_id(args.task))
     at_least("--n", args.n, 1)
     at_least("--batch-size", args.batch_size, 1)
     at_least("--seed", args.seed, 0)

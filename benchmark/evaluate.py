@@ -54,7 +54,7 @@ EXPECTED_SIGN = {"id_gain": 1, "id_gain_norm": 1, "ood_change": -1}
 ZERO_SHOT = "acc_zs"
 SCORE_COLUMNS = ("encoder", "task", "estimator", "score")
 OUTCOME_COLUMNS = ("encoder", "method", "task", "seed", *OUTCOMES)
-#: Trivial or classic predictors ranked beside the published estimators (anchors.md section 3).
+#: Trivial or classic predictors, ranked beside the published estimators as reference points.
 BASELINES = frozenset({"zero_shot_acc", "random", "modality_gap", "knn", "linear_probe"})
 REFERENCE = "iimm"
 MIN_N = 3
@@ -241,10 +241,10 @@ def exact_mean(values) -> float:
 def task_clusters(tasks, clusters: Mapping[str, str] | None = None) -> dict[str, str]:
     """Task -> the dataset its images come from: ``clusters[t]``, else the registry's ``Task.dataset``
     (class-subset tasks share their parent's), else the task itself."""
-    from tasks import TASKS
+    from tasks import dataset_of
 
     clusters = clusters or {}
-    return {t: str(clusters[t]) if t in clusters else TASKS.get(t).dataset if t in TASKS else t for t in tasks}
+    return {t: str(clusters[t]) if t in clusters else dataset_of(t) for t in tasks}
 
 
 def resample_weights(tasks, cluster_of: Mapping[str, str], n_boot: int, seed: int) -> tuple[np.ndarray, list[str]]:

@@ -25,14 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
+from encoders import check_encoder_id
 from estimators import ESTIMATORS, InvalidInput, estimator_class, import_plugin
 from estimators.registry import split_patterns
 from estimators.zero_shot_acc import zero_shot_accuracy
+from tasks import data_key, get_task, read_task_file, register_task
 
 from .backends import run_cells
+from .methods import METHODS
 from .results import cell_path, read_cell, write_cell
 from .scoring import score_all
-from .suites import SUITES, Suite
+from .suites import Suite, get_suite, with_entries
 
 
 @dataclass(frozen=True)
@@ -78,25 +81,63 @@ def load_plugins(plugins) -> None:
                 _plugins_loaded.add(spec)
 
 
-def plan(suite: Suite, encoders: str = "*", tasks: str = "*", limit: int | None = None) -> list[Cell]:
-    """The (encoder, task) cells of ``suite`` that match the fnmatch patterns, encoder-major."""
-    def pick(names, pattern, kind):
-        patterns = split_patterns(pattern)
-        chosen = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
-        if not chosen:
-            raise InvalidInput(f"no {kind} of suite {suite.name!r} matches {pattern!r}; it has {', '.join(names)}")
-        return chosen
+def prepare_worker(ctx: Context) -> None:
+    """What a process needs before it runs a cell: the plugins imported, the suite's task files registered."""
+    load_plugins(ctx.plugins)
+    ctx.suite.register_tasks()
 
+
+def choose(suite: Suite, kind: str, pattern: str, resolve) -> list[str]:
+    """The suite's ``kind`` entries (encoders, tasks, methods) matching the comma-separated fnmatch
+    patterns of ``pattern``, in the suite's order, then every item without a wildcard that matches
+    none of them, as ``resolve(item)`` names it (any encoder id, registered task or task file,
+    registered method; it raises for an unknown one)."""
+    members = getattr(suite, kind)
+    items = split_patterns(pattern)
+    chosen = [m for m in members if any(fnmatchcase(m, p) for p in items)]
+    for item in items:
+        if any(fnmatchcase(m, item) for m in members):
+            continue
+        if any(c in item for c in "*?["):
+            raise InvalidInput(f"no {kind[:-1]} of suite {suite.name!r} matches {item!r}; it has {', '.join(members)}")
+        chosen.append(resolve(item))
+    return list(dict.fromkeys(chosen))
+
+
+def narrow(suite: Suite, encoders: str = "*", tasks: str = "*", methods: str = "*") -> Suite:
+    """``suite`` with the encoders, tasks and methods that ``choose`` picks (``run --encoders`` ...)."""
+    def encoder(item):
+        check_encoder_id(item)
+        return item
+
+    local = list(suite.local_tasks)
+
+    def task(item):
+        if not item.endswith(".json"):
+            return get_task(item).id
+        local.append(read_task_file(item))
+        register_task(local[-1])
+        return local[-1].id
+
+    chosen = {"encoders": choose(suite, "encoders", encoders, encoder), "tasks": choose(suite, "tasks", tasks, task),
+              "methods": choose(suite, "methods", methods, lambda m: METHODS.get(m).name)}
+    for name in chosen["encoders"]:  # a suite file's own encoders too: an unknown id stops before any work
+        check_encoder_id(name)
+    return dataclasses.replace(with_entries(suite, **chosen), local_tasks=tuple(local))
+
+
+def plan(suite: Suite, limit: int | None = None) -> list[Cell]:
+    """The (encoder, task) cells of ``suite``, encoder-major (the first ``limit``)."""
     if limit is not None and limit < 1:
         raise InvalidInput(f"--limit must be at least 1, got {limit}")
-    cells = [Cell(e, t) for e in pick(suite.encoders, encoders, "encoder") for t in pick(suite.tasks, tasks, "task")]
+    cells = [Cell(e, t) for e in suite.encoders for t in suite.tasks]
     return cells if limit is None else cells[:limit]
 
 
 def score_spec(ctx: Context, cell: Cell) -> dict:
     s = ctx.suite
-    return {"kind": "scores", "encoder": cell.encoder, "task": cell.task, "n_train": s.n_train, "n_test": s.n_test,
-            "prompts": s.prompts, "seed": s.seeds[0],
+    return {"kind": "scores", "encoder": cell.encoder, "task": cell.task, **data_key(get_task(cell.task)),
+            "n_train": s.n_train, "n_test": s.n_test, "prompts": s.prompts, "seed": s.seeds[0],
             "estimators": {n: estimator_class(n).version for n in ctx.cell_estimators}}
 
 
@@ -108,7 +149,6 @@ def embed_pair(ctx: Context, encoder_name: str, task_id: str):
     """The cached (train, test) EmbeddingSets of one cell."""
     from encoders.base import shared_encoder
     from encoders.extract import embed
-    from tasks import get_task
 
     s, task = ctx.suite, get_task(task_id)
     kw = dict(seed=s.seeds[0], prompts=s.prompts, data_root=ctx.data_root, cache_dir=ctx.cache_dir,
@@ -119,9 +159,9 @@ def embed_pair(ctx: Context, encoder_name: str, task_id: str):
 
 def score_cell(ctx: Context, cell: Cell) -> dict:
     """Embed, measure zero-shot accuracy and score one cell; returns its record (or why it was skipped)."""
-    from tasks import TaskUnavailable, get_task
+    from tasks import TaskUnavailable
 
-    load_plugins(ctx.plugins)
+    prepare_worker(ctx)
     path = score_path(ctx, cell)
     if (done := read_cell(path)) is not None:
         return done
@@ -144,18 +184,22 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     return read_cell(path)
 
 
+def pool_spec(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
+    s = ctx.suite
+    return {"kind": "pool_scores", "task": task_id, **data_key(get_task(task_id)), "encoders": sorted(encoder_ids),
+            "n_train": s.n_train, "prompts": s.prompts, "seed": s.seeds[0],
+            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+
+
 def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
     """Pool-relative estimators on one task across encoders (from the cached embeddings)."""
-    load_plugins(ctx.plugins)
-    s = ctx.suite
-    spec = {"kind": "pool_scores", "task": task_id, "encoders": sorted(encoder_ids), "n_train": s.n_train,
-            "prompts": s.prompts, "seed": s.seeds[0],
-            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+    prepare_worker(ctx)
+    spec = pool_spec(ctx, task_id, encoder_ids)
     path = cell_path(ctx.out, "pool_scores", task_id, spec)
     if (done := read_cell(path)) is not None:
         return done
     pool = {e: embed_pair(ctx, e, task_id)[0] for e in encoder_ids}
-    scores, _, failed = score_all(pool, ctx.pool_estimators, random_state=s.seeds[0], check_sizes=False,
+    scores, _, failed = score_all(pool, ctx.pool_estimators, random_state=ctx.suite.seeds[0], check_sizes=False,
                                   time_limit=ctx.estimator_timeout)
     write_cell(path, spec, {"task": task_id, "scores": {
         e: {x.estimator: {"score": x.score, "seconds": x.seconds} for x in scores if x.key == e}
@@ -238,19 +282,11 @@ class OutcomeCell:
     seed: int
 
 
-def finetune_config(suite: Suite):
-    """The suite's fine-tuning preset, sampled exactly like its score cells (so caches are shared)."""
-    from .finetune import finetune_preset
-
-    return dataclasses.replace(finetune_preset(suite.name), n_train=suite.n_train, n_test=suite.n_test,
-                               prompts=suite.prompts, sample_seed=suite.seeds[0])
-
-
 def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -> dict:
     from .outcomes import run_outcome
 
-    load_plugins(ctx.plugins)
-    return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, finetune_config(ctx.suite),
+    prepare_worker(ctx)
+    return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, ctx.suite.finetune,
                        ctx.out, ctx.data_root, ctx.cache_dir, ctx.device, progress=False)
 
 
@@ -258,9 +294,8 @@ def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, 
                  backend: str = "loky", scheduler: str | None = None, log=print) -> list[dict]:
     from .outcomes import outcome_path
 
-    config = finetune_config(ctx.suite)
     stored = stored_records(cells, lambda c: outcome_path(ctx.out, c.encoder, c.method, c.task, c.seed, eval_tasks,
-                                                          config))
+                                                          ctx.suite.finetune))
     done = sum(r is not None for r in stored.values())
     log(f"{len(cells)} fine-tuning cells planned ({done} already done): {len({c.method for c in cells})} "
         f"method(s) x {len({c.seed for c in cells})} seed(s); out-of-domain tasks: {', '.join(eval_tasks)}")
@@ -318,15 +353,14 @@ def main_run(args) -> int:
     from leaderboard import build
     from tasks.task import data_root
 
-    from .methods import METHODS
     from .validate import at_least, check_device
 
     log = functools.partial(print, file=sys.stderr)
-    suite = SUITES.get(args.suite)
+    methods = "*" if args.methods in ("all", "") else args.methods
+    suite = narrow(get_suite(args.suite), args.encoders, args.tasks, methods)
     names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
-    methods = METHODS.names("*") if args.methods in ("all", "") else METHODS.select(args.methods)
     seeds = parse_seeds(args.seeds, suite)
-    cells = plan(suite, args.encoders, args.tasks, args.limit)
+    cells = plan(suite, args.limit)
     at_least("--n-jobs", args.n_jobs, 1)
     if args.estimator_timeout is not None and not args.estimator_timeout > 0:
         raise InvalidInput(f"--estimator-timeout must be a positive number of seconds, got {args.estimator_timeout}")
@@ -347,7 +381,7 @@ def main_run(args) -> int:
     atomic_write_bytes(out / "zero_shot.md", (f"Zero-shot top-1 accuracy on the test split (suite `{suite.name}`, "
                                               f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n{table}\n").encode())
     available = tuple(t for t in suite.tasks if t in {r["task"] for r in results})
-    outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in methods for s in seeds]
+    outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in suite.methods for s in seeds]
     if not args.no_finetune:
         run_outcomes(ctx, outcome_cells, available, n_jobs, args.backend, args.scheduler, log=log)
     board = build(out, out, suite=suite.name)

@@ -40,9 +40,10 @@ import torch
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName, did_you_mean
 
-from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder
-from .torchvision_compat import import_open_clip
+from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder, register_prefix
+from tasks.torchvision_compat import import_open_clip
 
+PREFIX = "open_clip:"  # the id scheme this module registers
 HF_HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
@@ -183,8 +184,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return arch, tag or None
 
 
+@register_prefix(PREFIX)
 def from_spec(spec: str, device: str = "cpu") -> Encoder:
-    """Build from an ``open_clip:`` spec (see ``parse_spec``)."""
+    """any open_clip model: open_clip:ARCH/TAG, open_clip:hf-hub:ORG/NAME, open_clip:ARCH/FILE, open_clip:local-dir:DIR
+
+    Builds from the spec after the prefix (see ``parse_spec``)."""
     return open_clip_encoder(*parse_spec(spec), device=device)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .base import Encoder, register_builder
 from .open_clip_encoder import open_clip_encoder
-from .torchvision_compat import import_open_clip
+from tasks.torchvision_compat import import_open_clip
 
 CONFIGS = Path(__file__).parent / "configs" / "rehearsal"
 TIMM_TRUNKS = CONFIGS / "timm_trunks.json"

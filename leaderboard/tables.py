@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.outcomes import exact_deltas, exact_fraction
+from benchmark.deltas import exact_deltas, exact_fraction
 from benchmark.results import read_all
 from estimators import InvalidInput
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.suites import PAPER
+from benchmark.suites import get_suite
 from encoders import conse
 from tasks import get_task
 
@@ -51,17 +51,18 @@ def fake_mnist(root, n_train: int = 20, n_test: int = 10) -> None:
 
 
 def test_paper_offline_lists_every_missing_weight_and_dataset_with_a_fix(offline, capsys):
+    paper = get_suite("paper")
     status, out = check(capsys, "--suite", "paper")
     assert status == 1
     listed = out[out.index("NOT READY"):]
     items = re.findall(r"^\s*\d+\. (weights|data) of (\S+):", listed, flags=re.M)
-    assert sorted(name for _, name in items) == sorted([*PAPER.encoders, *PAPER.tasks])
+    assert sorted(name for _, name in items) == sorted([*paper.encoders, *paper.tasks])
     assert listed.count("    fix: ") == len(items) == 14
     assert "python -m benchmark check --suite paper --fetch" in listed
     assert "cells   40 score cells" in out and "200 fine-tuning cells" in out
     # the work the paper preset implies, by hand: 12 (lr x wd) settings x 30 epochs x (n - n_val) images,
     # n = min(5000, train split), n_val = 10% of n; x 4 encoders
-    n = [min(5000, get_task(t).splits["train"]) for t in PAPER.tasks]
+    n = [min(5000, get_task(t).splits["train"]) for t in paper.tasks]
     full = 4 * 12 * 30 * sum(k - round(0.1 * k) for k in n)
     assert re.search(rf"full\s+12 settings x 30 epochs:\s+{full:,} passes", out)
     assert "not measured" in out
@@ -123,7 +124,7 @@ def test_mini_passes_on_this_machine(capsys):
 
 @pytest.mark.parametrize("suite, content, message", [
     ("nosuch", None, "unknown suite 'nosuch'"),
-    ("bad.json", {"name": "x", "tasks": ["digits"]}, "needs the fields"),
+    ("bad.json", {"name": "x", "tasks": ["digits"]}, "key 'encoders': missing"),
     ("bad.json", "not json", "cannot read it as JSON"),
     ("bad.json", {"name": "x", "encoders": ["conse-lite"], "tasks": ["digits"], "n_train": 5, "n_test": 5,
                   "prompts": "single"}, "unknown encoder 'conse-lite'"),

@@ -139,7 +139,7 @@ def test_seeds_are_averaged_exactly():
 
 
 def test_weighted_tau_anchor_values():
-    # anchors.md section 3 (scipy defaults): swapping the lowest two of 5 -> 0.901, top and bottom -> -0.526
+    # scipy.stats.weightedtau with its defaults: swapping the lowest two of 5 -> 0.901, top and bottom -> -0.526
     y = [1, 2, 3, 4, 5]
     result = evaluate(*tables({"est": [2, 1, 3, 4, 5], "other": [5, 2, 3, 4, 1]}, y), UP, n_boot=20)
     assert row(result).wtau == pytest.approx(0.9015, abs=1e-4)

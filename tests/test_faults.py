@@ -313,11 +313,11 @@ def test_a_dask_run_that_loses_every_worker_stops_with_one_line():
 
 
 def test_a_task_a_worker_lacks_but_the_client_has_is_an_error(tmp_path):
-    from benchmark.suites import SUITES
+    from benchmark.suites import get_suite
 
-    ctx = run_module.Context(SUITES.get("smoke"), ("iimm",), tmp_path, data_root=str(tmp_path / "empty"))
+    ctx = run_module.Context(get_suite("smoke"), ("iimm",), tmp_path, data_root=str(tmp_path / "empty"))
     assert set(run_module.unavailable_tasks(ctx, [{"task": "mnist", "unavailable": "no mnist"}])) == {"mnist"}
-    ctx = run_module.Context(SUITES.get("smoke"), ("iimm",), tmp_path, data_root=os.environ["TRANSFERBENCH_DATA"])
+    ctx = run_module.Context(get_suite("smoke"), ("iimm",), tmp_path, data_root=os.environ["TRANSFERBENCH_DATA"])
     with pytest.raises(InvalidInput, match="task mnist is unavailable on a worker .* but present here"):
         run_module.unavailable_tasks(ctx, [{"task": "mnist", "unavailable": "no mnist"}])
 

@@ -151,7 +151,7 @@ def test_header_defines_every_column(boards):
 
 
 def test_exact_deltas_of_a_cell():
-    from benchmark.outcomes import cell_deltas, exact_deltas
+    from benchmark.deltas import cell_deltas, exact_deltas
 
     cell = {"encoder": "e", "method": "full", "target": "cifar10", "seed": 0,
             "acc_zs": {"cifar10": 0.44, "cifar10_animals": 0.3, "mnist": 0.5, "digits": 0.08},

@@ -23,28 +23,28 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.finetune import SMOKE, Examples, finetune, seed_everything, zero_shot_logits
-from benchmark.methods import get_method, original_name, trainable, trainable_counts
+from benchmark.finetune import Examples, finetune, seed_everything, zero_shot_logits
+from benchmark.methods import get_method
 from benchmark.outcomes import run_outcome
 from benchmark.scoring import score_all
+from benchmark.suites import get_suite
+from benchmark.tuned import trainable, trainable_counts
 from encoders import get_encoder
 from encoders.extract import embed
 from encoders.rehearsal import REHEARSAL, TIMM_TRUNKS, register_configs, rehearsal_encoder
 from estimators import list_estimators
 from tasks import get_task
 
+from .method_checks import assert_only_claimed_moved, expected_trainable, tower_counts
+
 NAMES = list(REHEARSAL)
 METHODS = ["full", "bitfit", "attention", "lora", "clip_adapter"]
 N_TRAIN, N_TEST = 40, 20
-CONFIG = dataclasses.replace(SMOKE, lr=1e-2, epochs=1, batch_size=8, max_steps=2, n_train=N_TRAIN, n_test=N_TEST)
+CONFIG = dataclasses.replace(get_suite("smoke").finetune, lr=1e-2, epochs=1, batch_size=8, max_steps=2,
+                             n_train=N_TRAIN, n_test=N_TEST)
 SIZES = {"embed_dim", "image_size", "width", "heads", "layers", "head_width", "attn_pooler_heads"}
 TIMM_SIZES = {"img_size", "embed_dim", "depth", "num_heads"}
-TEMPERATURE = {"logit_scale", "logit_bias"}
 EMBED_DIM = 64  # every rehearsal config's embed_dim
-
-# The attention Q/K/V weights of transformer blocks, written out per family: open_clip's fused
-# MultiheadAttention, timm ViT's fused qkv (SigLIP), timm EVA's separate projections.
-BLOCK_ATTENTION = re.compile(r"\.(resblocks|blocks)\.\d+\.attn\.(in_proj_weight|qkv\.weight|[qkv]_proj\.weight)$")
 
 
 @pytest.fixture(scope="module")
@@ -182,38 +182,6 @@ def test_every_estimator_scores_every_architecture(embedded):
 
 
 # -- fine-tuning: what trains, what stays frozen --------------------------------------------
-def expected_trainable(model: torch.nn.Module, method: str) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of what ``method`` should train, from the parameter names alone."""
-    params = {f"model.{n}": tuple(p.shape) for n, p in model.named_parameters()}
-    tower = {n: p for n, p in params.items() if n.split(".")[-1] not in TEMPERATURE}
-    if method == "full":
-        return tower
-    if method == "bitfit":
-        return {n: s for n, s in tower.items() if re.search(r"(^|_)bias$", n.split(".")[-1])}
-    attention = {n: s for n, s in tower.items() if BLOCK_ATTENTION.search(n)}
-    if method == "attention":
-        return attention
-    if method == "lora":  # rank-r A (r, in) and B (rows, r) per query and value block of each weight
-        out, r = {}, CONFIG.lora_rank
-        for n, (rows, cols) in attention.items():
-            module, param = n.rsplit(".", 1)
-            fused = param == "in_proj_weight" or module.endswith(".qkv")
-            roles = "qv" if fused else {"q_proj": "q", "k_proj": "", "v_proj": "v"}[module.rsplit(".", 1)[-1]]
-            for role in roles:
-                d = rows // 3 if fused else rows
-                out[f"{module}.parametrizations.{param}.0.A.{role}"] = (r, cols)
-                out[f"{module}.parametrizations.{param}.0.B.{role}"] = (d, r)
-        return out
-    d = EMBED_DIM  # clip_adapter: Linear(D, D/4) and Linear(D/4, D), no bias, on each tower's embedding
-    return {f"{head}.fc.{i}.weight": shape for head in ("image_head", "text_head")
-            for i, shape in ((0, (d // 4, d)), (2, (d, d // 4)))}
-
-
-def tower_counts(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    image = sum(math.prod(s) for n, s in shapes.items() if n.startswith(("model.visual.", "image_head.")))
-    return {"image": image, "text": sum(math.prod(s) for s in shapes.values()) - image}
-
-
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name", NAMES)
 def test_method_trains_exactly_its_parameters(name, method, built, embedded, digits):
@@ -221,7 +189,7 @@ def test_method_trains_exactly_its_parameters(name, method, built, embedded, dig
     other parameter (LoRA's base weights included) is bit-identical after training."""
     encoder = dataclasses.replace(built[name], model=copy.deepcopy(built[name].model))
     before = {n: p.detach().clone() for n, p in encoder.model.named_parameters()}
-    expected = expected_trainable(encoder.model, method)
+    expected = expected_trainable(encoder.model, method, EMBED_DIM)
     seed_everything(0)
     tuned = get_method(method).prepare(encoder, CONFIG)
     claimed = {n: p.detach().clone() for n, p in trainable(tuned).items()}
@@ -234,14 +202,7 @@ def test_method_trains_exactly_its_parameters(name, method, built, embedded, dig
     report = finetune(tuned, encoder, get_task("digits"), examples, CONFIG, progress=False)
     assert report["trainable"] == counts and report["unused"] == [] and report["steps"] == CONFIG.max_steps
     assert all(math.isfinite(h["loss"]) for h in report["history"])
-    after = dict(tuned.named_parameters())
-    for n, value in claimed.items():
-        assert torch.isfinite(after[n]).all() and not torch.equal(after[n], value), f"{n} did not move"
-    frozen = {original_name(n.removeprefix("model.")): p for n, p in after.items()
-              if n.startswith("model.") and n not in claimed}
-    assert set(frozen) == set(before) - {n.removeprefix("model.") for n in claimed}
-    for n, p in frozen.items():
-        assert torch.equal(p, before[n]), f"frozen {n} changed"
+    assert_only_claimed_moved(tuned, before, claimed)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -251,7 +212,7 @@ def test_one_cell_per_method_records_what_trained(name, built, cache, tmp_path):
         record = run_outcome(name, method, "digits", 0, ["digits"], CONFIG, tmp_path, cache_dir=cache,
                              device="cpu", progress=False)
         assert record["method"] == method and record["encoder"] == name
-        assert record["trainable"] == tower_counts(expected_trainable(model, method))
+        assert record["trainable"] == tower_counts(expected_trainable(model, method, EMBED_DIM))
         assert record["unused_parameters"] == [] and record["training"]["steps"] == CONFIG.max_steps
         for acc in (record["acc_zs"]["digits"], record["acc_ft"]["digits"], record["id_gain"]):
             assert math.isfinite(acc)
