@@ -14,6 +14,7 @@ from benchmark.results import cell_path, write_cell
 from estimators import InvalidInput, list_estimators
 from leaderboard import build
 from leaderboard.tables import read_tables
+from tasks import get_task
 
 TASKS = ["cifar10", "cifar10_animals", "digits", "mnist", "notmnist", "pneumoniamnist"]
 N_TEST = {t: 468 if t == "pneumoniamnist" else 500 for t in TASKS}  # pneumoniamnist: 234 per class
@@ -32,8 +33,10 @@ def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora"))
             skipped = {"leep": "needs logit_scale"} if (e, t) == ("e3", "notmnist") else {}
             for name in skipped:
                 del scores[name]
-            record = {"suite": "toy", "encoder": e, "task": t, "n_train": 100, "scores": scores, "skipped": skipped,
-                      "failed": failed, "versions": {"toy": "1.0"}}
+            n_classes = get_task(t).n_classes
+            record = {"suite": "toy", "encoder": e, "task": t, "n_classes": n_classes, "n_train": 100,
+                      "n_test": N_TEST[t], "chance": 1 / n_classes, "zero_shot_acc_test": float(rng.uniform()),
+                      "scores": scores, "skipped": skipped, "failed": failed, "versions": {"toy": "1.0"}}
             write_cell(cell_path(folder, "scores", f"{e}__{t}", {"e": e, "t": t}), {"e": e, "t": t}, record)
             zs = {u: int(rng.integers(0, N_TEST[u] if u == t else N_OOD)) for u in TASKS}
             for m in methods:
