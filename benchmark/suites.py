@@ -24,8 +24,8 @@ MINI = Suite(
     "mini", "offline, 2-core CPU: real ImageNet EfficientNet-Lite towers + MiniLM text tower (ConSE) "
     "on the offline datasets of ../shared/data and sklearn's digits",
     encoders=("conse-lite0", "conse-lite1", "conse-lite2"),
-    tasks=("cifar10", "cifar10_animals", "cifar10_vehicles", "digits", "flowers", "gtsrb", "mnist",
-           "notmnist", "pneumoniamnist"),
+    tasks=("cifar10", "cifar10_animals", "cifar10_vehicles", "digits", "flowers", "gtsrb", "imagenette",
+           "imagewoof", "intelscenes", "mnist", "notmnist", "pneumoniamnist"),
     n_train=500, n_test=500, prompts="ensemble")
 PAPER = Suite(
     "paper", "the IIMM paper's setup (GPU + internet): four open_clip encoders on ten torchvision datasets",
