@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from encoders.extract import PROMPT_MODES, autocast, encode_images, pixel_batches, templates_for
+from encoders.fold import folded_visual
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName, did_you_mean
 from tasks import balanced_indices
@@ -226,7 +227,8 @@ def cached_image_batch(tuned: TunedEncoder, examples: Examples, idx: np.ndarray,
 def accuracy(tuned: TunedEncoder, encoder, task, examples: Examples, config: FinetuneConfig,
              device: str = "cpu", progress: bool = False, base_text: torch.Tensor | None = None) -> float:
     """Zero-shot-style top-1 accuracy: argmax over the class-prompt logits (IIMM ``model_eval``).
-    ``base_text``: the task's precomputed prompt ensemble when the text backbone is frozen."""
+    ``base_text``: the task's precomputed prompt ensemble when the text backbone is frozen. A
+    trained image tower is run with its BatchNorm folded into the convolutions (``encoders.fold``)."""
     tuned.eval()
     cached = not backbone_trains(tuned, "image")
     _check_examples(examples, cached)
@@ -237,9 +239,10 @@ def accuracy(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
         if cached:
             image = cached_image_batch(tuned, examples, np.arange(examples.labels.size), device).float()
         else:
-            shim = SimpleNamespace(model=tuned, preprocess=encoder.preprocess)
-            image = torch.from_numpy(encode_images(shim, examples.images, None, device, progress,
-                                                   desc=f"evaluate {task.id}")).to(device)
+            with folded_visual(tuned.model):
+                shim = SimpleNamespace(model=tuned, preprocess=encoder.preprocess)
+                image = torch.from_numpy(encode_images(shim, examples.images, None, device, progress,
+                                                       desc=f"evaluate {task.id}")).to(device)
     predicted = (image @ text.T).argmax(dim=1).cpu().numpy()
     return float(np.mean(predicted == examples.labels))
 

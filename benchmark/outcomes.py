@@ -178,12 +178,12 @@ class Sample:
         """The kept items as Examples: cached features, plus decoded images when the image tower trains."""
         keep = self.keep(seed)
         images = None
-        if with_images:
-            sample = self.task.load(self.split, data_root=data_root, n=self.n, seed=seed)
-            if not np.array_equal(sample.labels, self.emb.labels):
+        if with_images:  # decodes only the kept images
+            sample = self.task.load(self.split, data_root=data_root, n=self.n, seed=seed, subset=keep)
+            if not np.array_equal(sample.labels, self.emb.labels[keep]):
                 raise RuntimeError(f"cached embeddings of {self.task.id}/{self.split} do not match its sample; "
                                    f"clear the embedding cache")
-            images = [sample.images[i] for i in keep]
+            images = sample.images
         return Examples(self.emb.labels[keep], self.emb.image[keep], images)
 
 
