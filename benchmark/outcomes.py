@@ -52,7 +52,8 @@ from tasks import balanced_indices, get_task
 
 from estimators.zero_shot_acc import zero_shot_accuracy
 
-from .finetune import ENGINE_VERSION, Examples, FinetuneConfig, accuracy, finetune, seed_everything
+from .finetune import (ENGINE_VERSION, Examples, FinetuneConfig, accuracy, evaluation_view, finetune,
+                       seed_everything)
 from .methods import backbone_trains, get_method
 from .results import cell_path, read_cell, write_cell
 
@@ -142,8 +143,9 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
         lambda with_images: train.examples(with_images, cfg.sample_seed, data_root))
     clock["train"] = _now()
     with_images = backbone_trains(tuned, "image")
-    acc_ft = {t: accuracy(tuned, encoder, s.task, s.examples(with_images, cfg.sample_seed, data_root), cfg, device,
-                          progress) for t, s in tests.items()}
+    with evaluation_view(tuned):
+        acc_ft = {t: accuracy(tuned, encoder, s.task, s.examples(with_images, cfg.sample_seed, data_root), cfg,
+                              device, progress) for t, s in tests.items()}
     clock["evaluate"] = _now()
     result = {
         "encoder": encoder_name, "encoder_id": encoder.id, "weights_tag": encoder.weights_tag,
