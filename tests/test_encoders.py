@@ -58,7 +58,7 @@ def china():
 
 # -- registry -----------------------------------------------------------------------------
 def test_registry_lists_builtins():
-    assert list_encoders("conse-*") == ["conse-lite0", "conse-lite1", "conse-lite1-mpnet", "conse-lite2"]
+    assert list_encoders("conse-*") == ["conse-lite0", "conse-lite1", "conse-lite2"]
     assert {"smoke", "vitb32-openai", "vitb16-siglip-webli", "coca-vitb32-laion2b",
             "eva02-b16-merged2b"} <= set(list_encoders())
 
