@@ -193,6 +193,17 @@ def test_subsampling_is_deterministic_and_balanced(root):
     assert np.all(np.diff(a.indices) > 0)
 
 
+def test_subset_of_a_sample_returns_those_items(root):
+    task = get_task("flowers")
+    if not _present(task):
+        pytest.skip("flowers: data absent")
+    whole = task.load("test", root, n=20, seed=2)
+    pick = np.array([3, 0, 17])
+    part = task.load("test", root, n=20, seed=2, subset=pick)
+    assert np.array_equal(part.labels, whole.labels[pick]) and np.array_equal(part.indices, whole.indices[pick])
+    assert all(np.array_equal(np.asarray(a), np.asarray(whole.images[i])) for a, i in zip(part.images, pick))
+
+
 def test_class_quotas_share_out_what_small_classes_lack():
     assert class_quotas(np.array([2, 10, 10]), 12).tolist() == [2, 5, 5]
     assert class_quotas(np.array([2, 10, 10]), 13).tolist() == [2, 6, 5]
