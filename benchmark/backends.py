@@ -1,21 +1,30 @@
 """Fan grid cells out over an existing engine: joblib (loky processes by default) or Dask.
 
 Every cell writes its own result file, so workers return only small summaries and a
-crash or Ctrl-C loses at most the cells in flight. ``--backend dask --scheduler
-ADDRESS`` sends the same cells to a running Dask distributed cluster (the ``dask``
-extra); without an address a local cluster is started in-process.
+crash or Ctrl-C loses at most the cells in flight. Loky workers watch the main
+process and exit within a second of its death (SIGTERM, SIGKILL), so a killed run
+leaves no worker holding memory. ``--backend dask --scheduler ADDRESS`` sends the same
+cells to a running Dask distributed cluster (the ``dask`` extra); without an address a
+local cluster is started in-process. A Dask run that has no worker for
+``TRANSFERBENCH_DASK_WAIT`` seconds (default 300) stops with a line saying so.
 """
 from __future__ import annotations
 
+import functools
+import os
+import signal
+import threading
+import time
 from typing import Callable, Sequence
 
 from estimators import InvalidInput
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
+POLL_S = 0.5
 
 
 def run_cells(fn: Callable, cells: Sequence, n_jobs: int = 1, backend: str = "loky", scheduler: str | None = None,
-              desc: str = "cells") -> list:
+              desc: str = "cells", worker_wait: float | None = None) -> list:
     """``[fn(cell) for cell in cells]`` on the chosen backend, in cell order, with a progress bar."""
     from tqdm.auto import tqdm
 
@@ -23,19 +32,51 @@ def run_cells(fn: Callable, cells: Sequence, n_jobs: int = 1, backend: str = "lo
         raise InvalidInput(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not cells:
         return []
-    if backend == "sequential" or (n_jobs == 1 and backend != "dask"):
-        return [fn(cell) for cell in tqdm(cells, desc=desc, unit="cell")]
     if backend == "dask":
-        return _run_dask(fn, cells, n_jobs, scheduler, desc)
-    from joblib import Parallel, delayed
+        wait = float(os.environ.get("TRANSFERBENCH_DASK_WAIT", 300)) if worker_wait is None else worker_wait
+        return _run_dask(fn, cells, n_jobs, scheduler, desc, wait)
+    n_jobs = min(n_jobs, len(cells))   # no idle worker: each one starts watching its parent with its first cell
+    if backend == "sequential" or n_jobs == 1:
+        results = (fn(cell) for cell in cells)
+    else:
+        from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")
-    return list(tqdm(parallel(delayed(fn)(c) for c in cells), total=len(cells), desc=desc, unit="cell"))
+        if backend == "loky":
+            fn = functools.partial(_in_worker, os.getpid(), fn)
+        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(delayed(fn)(c) for c in cells)
+    with tqdm(results, total=len(cells), desc=desc, unit="cell") as bar:   # closed before an error is printed
+        return list(bar)
 
 
-def _run_dask(fn: Callable, cells: Sequence, n_jobs: int, scheduler: str | None, desc: str) -> list:
+_set_up = threading.Lock()
+
+
+def _in_worker(parent: int | None, fn: Callable, cell):
+    """``fn(cell)`` in a worker process, set up once. tqdm gets a thread lock instead of the
+    multiprocessing semaphore it would otherwise create, which a worker stopped by Ctrl-C or
+    SIGTERM cannot release ("leaked semaphore"). A loky worker (``parent`` given) leaves
+    Ctrl-C to the main process, which stops the workers, and exits as soon as ``parent`` is
+    gone, so a killed run leaves no worker computing or holding memory."""
+    if _set_up.acquire(blocking=False):
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
+        if parent is not None and os.getpid() != parent:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="transferbench-parent-watch").start()
+    return fn(cell)
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:   # an orphan is re-parented (to init or a subreaper)
+        time.sleep(POLL_S)
+    os._exit(1)
+
+
+def _run_dask(fn: Callable, cells: Sequence, n_jobs: int, scheduler: str | None, desc: str,
+              worker_wait: float) -> list:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, KilledWorker, LocalCluster, wait
     except ImportError:
         raise InvalidInput("the dask backend needs the 'dask' extra: pip install 'transferbench[dask]'") from None
     from tqdm.auto import tqdm
@@ -50,12 +91,32 @@ def _run_dask(fn: Callable, cells: Sequence, n_jobs: int, scheduler: str | None,
         cluster = LocalCluster(n_workers=max(1, n_jobs), threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
+    where = scheduler or "the local cluster"
     try:
-        futures = client.map(fn, list(cells), pure=False)
+        futures = client.map(functools.partial(_in_worker, None, fn), list(cells), pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
         results: list = [None] * len(futures)
-        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="cell"):
-            results[index[future.key]] = future.result()
+        pending, had_workers, since = set(futures), False, time.monotonic()
+        del futures   # only ``pending`` holds futures: a fetched result is released, never recomputed
+        with tqdm(total=len(index), desc=desc, unit="cell") as bar:
+            while pending:
+                try:
+                    done, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    done = set()
+                for future in done:
+                    try:
+                        results[index[future.key]] = future.result()
+                    except KilledWorker as exc:
+                        raise InvalidInput(f"a cell killed every Dask worker that ran it ({exc}); out of memory? "
+                                           f"{bar.n} of {len(index)} cells finished and are kept") from None
+                    bar.update()
+                if client.nthreads():
+                    had_workers, since = True, time.monotonic()
+                elif time.monotonic() - since > worker_wait:
+                    what = "every Dask worker was lost" if had_workers else "no Dask worker connected"
+                    raise InvalidInput(f"{what} ({where}, none for {worker_wait:g} s): {bar.n} of {len(index)} "
+                                       f"cells finished and are kept; start workers and rerun to resume")
         return results
     finally:
         client.close()

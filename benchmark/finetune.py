@@ -23,146 +23,27 @@ are found at the first step, frozen, and reported as ``unused``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from encoders.extract import PROMPT_MODES, autocast, encode_images, pixel_batches, templates_for
+from encoders.extract import autocast, encode_images, pixel_batches, templates_for
 from encoders.fold import folded_visual
 from estimators.errors import InvalidInput
-from estimators.registry import UnknownName, did_you_mean
 from tasks import balanced_indices
 
-from .methods import TunedEncoder, backbone_trains, trainable, trainable_counts
+from .finetune_config import FinetuneConfig
+from .tuned import TunedEncoder, backbone_trains, trainable, trainable_counts
 
 ENGINE_VERSION = 1
-OPTIMIZERS = ("adamw", "sgd")
-METHOD_FIELDS = ("lora_rank", "lora_scale", "adapter_reduction", "adapter_ratio")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Every setting of one fine-tuning run; ``overrides`` and ``sweep`` adapt it per method.
-
-    ``overrides[method]`` replaces fields for that method only (PEFT methods want other
-    learning rates than full fine-tuning); ``sweep`` maps fields to values searched by
-    validation accuracy (the paper's grid). ``n_test``: test images of every task (None: the
-    whole split); ``n_ood``: the class-balanced part of them used for the tasks other than
-    the target (None or more than ``n_test``: all); ``sample_seed`` draws those
-    samples and the training sample (the estimators' ``seeds[0]``, so caches are shared).
-    """
-
-    optimizer: str = "adamw"
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    epochs: int = 2
-    max_steps: int | None = None
-    batch_size: int = 32
-    val_fraction: float = 0.1
-    max_val: int = 5000
-    prompts: str = "ensemble"
-    templates_per_step: int | None = None
-    n_train: int | None = 500
-    n_test: int | None = 500
-    n_ood: int | None = 200
-    sample_seed: int = 0
-    lora_rank: int = 4
-    lora_scale: float = 0.2
-    adapter_reduction: int = 4
-    adapter_ratio: float = 0.2
-    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    sweep: Mapping[str, Sequence] = field(default_factory=dict)
-
-    def __post_init__(self):
-        checks = [(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
-                  (self.prompts in PROMPT_MODES, f"prompts must be one of {PROMPT_MODES}"),
-                  (self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0"),
-                  (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1"),
-                  (self.max_steps is None or self.max_steps >= 1, "max_steps must be None or >= 1"),
-                  (self.templates_per_step is None or self.templates_per_step >= 1,
-                   "templates_per_step must be None or >= 1"),
-                  (0 < self.val_fraction < 1 and self.max_val >= 1, "val_fraction must lie in (0, 1)"),
-                  (self.lora_rank >= 1 and self.adapter_reduction >= 1, "lora_rank, adapter_reduction must be >= 1"),
-                  (0 <= self.adapter_ratio <= 1, "adapter_ratio must lie in [0, 1]")]
-        for ok, message in checks:
-            if not ok:
-                raise InvalidInput(f"fine-tuning config: {message}")
-        keys = {k for fields in self.overrides.values() for k in fields} | set(self.sweep)
-        unknown = keys - set(_SETTINGS)
-        if unknown:
-            raise InvalidInput(f"fine-tuning config: unknown field(s) {sorted(unknown)} in overrides/sweep")
-        if any(len(values) == 0 for values in self.sweep.values()):
-            raise InvalidInput("fine-tuning config: every sweep field needs at least one value")
-
-    def for_method(self, method) -> "FinetuneConfig":
-        """The settings ``method`` runs with: its overrides applied, the sweep cut to what it reads."""
-        resolved = dataclasses.replace(self, **dict(self.overrides.get(method.name, {})), overrides={})
-        keep = relevant_fields(method)
-        return dataclasses.replace(resolved, sweep={k: tuple(v) for k, v in resolved.sweep.items() if k in keep})
-
-    def grid(self) -> list["FinetuneConfig"]:
-        """One config per point of the sweep (itself when there is no sweep)."""
-        names = sorted(self.sweep)
-        return [dataclasses.replace(self, sweep={}, **dict(zip(names, values)))
-                for values in itertools.product(*(self.sweep[n] for n in names))]
-
-    def spec(self, method) -> dict:
-        """JSON-able settings that change ``method``'s results (for content-addressed specs)."""
-        out = {k: getattr(self, k) for k in relevant_fields(method)}
-        out["sweep"] = {k: list(v) for k, v in sorted(self.sweep.items())}
-        return out
-
-
-_SETTINGS = tuple(f.name for f in dataclasses.fields(FinetuneConfig) if f.name not in ("overrides", "sweep"))
-
-
-def relevant_fields(method) -> tuple[str, ...]:
-    """The generic settings plus the method's own hyper-parameters."""
-    return tuple(k for k in _SETTINGS if k not in METHOD_FIELDS or k in method.hyperparameters)
-
-
-#: ``mini``: 2-core CPU, offline ConSE encoders; sized so the 3 x 9 x 5 grid fits in the
-#: 45-minute budget of a cold run on 2 cores (measured costs in benchmark.outcomes' docs). Full
-#: fine-tuning: AdamW lr 1e-4, wd 0.01, 2 epochs of the 500-image sample in batches of 32,
-#: BatchNorm frozen (shared/research/feasibility.md s3: the cheapest recipe that moves ConSE
-#: accuracy; 3e-4 was unstable). The PEFT methods barely move at 1e-4 (LoRA not at all), so
-#: each has the rate that did best on CIFAR-10 / notMNIST validation accuracy of conse-lite0
-#: (the paper grid-searches it too). BitFit runs one epoch in batches of 16 (same number of
-#: updates, half the image cost). The text-only methods (ConSE's image tower has no
-#: attention) read cached image embeddings and get 3 epochs; the adapter 50 epochs at 1e-3
-#: (feasibility.md). One random template per step keeps a trained text tower affordable
-#: (GTSRB: 43 x 5 prompts); evaluation always uses the whole ensemble.
-MINI = FinetuneConfig(optimizer="adamw", lr=1e-4, weight_decay=0.01, epochs=2, batch_size=32, prompts="ensemble",
-                      templates_per_step=1, n_train=500, n_test=500, n_ood=50,
-                      overrides={"bitfit": {"lr": 1e-3, "epochs": 1, "batch_size": 16},
-                                 "attention": {"lr": 3e-4, "epochs": 3}, "lora": {"lr": 1e-2, "epochs": 3},
-                                 "clip_adapter": {"lr": 1e-3, "epochs": 50}})
-#: ``paper``: IIMM's protocol (paper.md s2.3): SGD momentum 0.9, batch 128, 30 epochs, the
-#: canonical template, whole splits, and its grid searched by validation accuracy.
-PAPER = FinetuneConfig(optimizer="sgd", lr=1e-5, weight_decay=1e-4, epochs=30, batch_size=128, prompts="single",
-                       n_train=None, n_test=None, n_ood=None,
-                       sweep={"lr": (1e-2, 1e-3, 1e-4, 1e-5), "weight_decay": (1e-3, 1e-4, 1e-5),
-                              "lora_rank": (2, 4, 8, 16), "adapter_reduction": (4, 8, 16, 32)})
-#: ``smoke``: seconds, for tests.
-SMOKE = FinetuneConfig(lr=1e-3, epochs=2, batch_size=16, prompts="single", n_train=100, n_test=100, n_ood=50)
-PRESETS = {"mini": MINI, "paper": PAPER, "smoke": SMOKE}
-
-
-def finetune_preset(name: str) -> FinetuneConfig:
-    """The fine-tuning settings of suite ``name`` (``mini``, ``paper``, ``smoke``)."""
-    if name not in PRESETS:
-        raise UnknownName(did_you_mean("fine-tuning preset", name, PRESETS))
-    return PRESETS[name]
 
 
 @dataclass(frozen=True)

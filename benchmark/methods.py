@@ -1,8 +1,8 @@
 """Fine-tuning methods: which parameters of an encoder train, and the modules they add.
 
-A method turns an ``Encoder`` into a ``TunedEncoder`` (its backbone ``model`` plus an image
-and a text head on the embeddings, identity unless the method adds one) whose parameters
-with ``requires_grad`` are exactly the ones it trains. The five methods of the IIMM paper
+A method turns an ``Encoder`` into a ``benchmark.tuned.TunedEncoder`` (its backbone ``model``
+plus an image and a text head on the embeddings, identity unless the method adds one) whose
+parameters with ``requires_grad`` are exactly the ones it trains. The five methods of the IIMM paper
 (arXiv 2407.15731, code github.com/mit-ll/IIMM ``models/``), all acting on both towers:
 
 * ``full``: every tower parameter. The temperature stays at the encoder's ``logit_scale``
@@ -26,35 +26,28 @@ with ``requires_grad`` are exactly the ones it trains. The five methods of the I
   the final ReLU makes an exactly-neutral init untrainable (its gradient is 0 where its
   output is 0), so unlike LoRA the adapter moves the embeddings at step 0.
 
-Towers by parameter name: the image tower is the backbone's ``visual`` module (open_clip
-and ConSE convention) plus the image head; every other backbone parameter is text. A
+A method's own hyper-parameters and their defaults live with it (``hyperparameters``; a
+suite's ``finetune`` preset sets them per method in ``overrides`` or searches them in
+``sweep``), and ``check`` says which values it accepts. Towers (``benchmark.tuned``): the
+image tower is the backbone's ``visual`` module plus the image head, the rest is text. A
 method with nothing to act on in one tower trains nothing there (e.g. EfficientNet image
 towers have no attention: ``attention`` and ``lora`` act on the ConSE text tower only);
 ``trainable_counts`` reports it and ``prepare`` raises ``InvalidInput`` if it would train
-nothing at all. Third-party methods arrive through the entry-point group
-``transferbench.methods``.
+nothing at all. This module imports no torch (``benchmark.tuned`` holds the modules), so
+listing methods and validating a suite stay light. Third-party methods arrive through the
+entry-point group ``transferbench.methods``; ``tests/test_method_contract.py`` tests every
+registered method.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils import parametrize
+from numbers import Real
+from typing import Any, Mapping
 
 from estimators.errors import InvalidInput
 from estimators.registry import Registry
 
 METHODS = Registry("method", entry_point_group="transferbench.methods")
 register_method = METHODS.register
-
-TOWERS = ("image", "text")
-TEMPERATURE = ("logit_scale", "logit_bias")  # held at the encoder's values by every method
-POOLING = ("attn_pool",)  # attention pooling heads: not transformer blocks
-SEPARATE_QKV = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "query": "q", "key": "k", "value": "v"}
-_PARAMETRIZED = re.compile(r"parametrizations\.(\w+)\.original$")
 
 
 def list_methods(pattern: str | list[str] = "*") -> list[str]:
@@ -67,172 +60,48 @@ def get_method(name: str) -> "Method":
     return METHODS.get(name)()
 
 
-# -- the trainable view of an encoder -----------------------------------------------------
-class TunedEncoder(nn.Module):
-    """An encoder's backbone with an image and a text head on its L2-normalised embeddings."""
-
-    def __init__(self, model: nn.Module, image_head: nn.Module | None = None,
-                 text_head: nn.Module | None = None):
-        super().__init__()
-        self.model = model
-        self.image_head = image_head or nn.Identity()
-        self.text_head = text_head or nn.Identity()
-
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Image embeddings through backbone and head (the name ``encoders.extract`` calls)."""
-        return self.image_head(F.normalize(self.model.encode_image(pixels).float(), dim=-1))
-
-    def encode_prompts(self, tokens: torch.Tensor) -> torch.Tensor:
-        """L2-normalised backbone text embeddings of prompts (the text head acts on class embeddings)."""
-        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
-
-
-def tower_of(name: str) -> str | None:
-    """``image``, ``text`` or None (the temperature) for a ``TunedEncoder`` parameter name."""
-    if name.startswith(("model.visual.", "image_head.")):
-        return "image"
-    if name in {f"model.{t}" for t in TEMPERATURE}:
-        return None
-    return "text"
-
-
-def trainable(tuned: nn.Module) -> dict[str, nn.Parameter]:
-    """Name -> parameter for every parameter that trains."""
-    return {n: p for n, p in tuned.named_parameters() if p.requires_grad}
-
-
-def trainable_counts(tuned: nn.Module) -> dict[str, int]:
-    """Number of trained scalars per tower, e.g. ``{"image": 0, "text": 110592}``."""
-    counts = dict.fromkeys(TOWERS, 0)
-    for name, p in trainable(tuned).items():
-        tower = tower_of(name)
-        if tower:
-            counts[tower] += p.numel()
-    return counts
-
-
-def backbone_trains(tuned: TunedEncoder, tower: str) -> bool:
-    """Whether any backbone parameter of ``tower`` trains (else its embeddings can be cached)."""
-    return any(n.startswith("model.") and tower_of(n) == tower for n in trainable(tuned))
-
-
-def original_name(name: str) -> str:
-    """A parameter's name before parametrisation (``a.parametrizations.w.original`` -> ``a.w``)."""
-    return _PARAMETRIZED.sub(r"\1", name)
-
-
-# -- modules the methods add --------------------------------------------------------------
-class ResidualAdapter(nn.Module):
-    """CLIP-Adapter head: ``normalise(ratio * fc(f) + (1 - ratio) * f)`` (Gao et al. 2021)."""
-
-    def __init__(self, dim: int, reduction: int = 4, ratio: float = 0.2):
-        super().__init__()
-        if dim // reduction < 1:
-            raise InvalidInput(f"adapter reduction {reduction} leaves no hidden unit for {dim}-d embeddings")
-        self.ratio = ratio
-        self.fc = nn.Sequential(nn.Linear(dim, dim // reduction, bias=False), nn.ReLU(),
-                                nn.Linear(dim // reduction, dim, bias=False), nn.ReLU())
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.ratio * self.fc(f) + (1 - self.ratio) * f, dim=-1)
-
-
-class LoRAUpdate(nn.Module):
-    """Parametrisation ``W -> W + scale * B_r A_r`` on row blocks ``r`` of ``W`` (q and/or v).
-
-    Rows outside the blocks (a fused K) pass through untouched; ``B = 0`` at init, so the
-    weight is exactly ``W`` until the first update (IIMM ``LoraMultiheadAttention``)."""
-
-    def __init__(self, weight: torch.Tensor, rows: dict[str, slice], rank: int, scale: float):
-        super().__init__()
-        self.rows = dict(sorted(rows.items(), key=lambda kv: kv[1].start))
-        self.scale = scale
-        self.A = nn.ParameterDict({r: nn.Parameter(torch.randn(rank, weight.shape[1], device=weight.device) * 0.02)
-                                   for r in self.rows})
-        self.B = nn.ParameterDict({r: nn.Parameter(torch.zeros(s.stop - s.start, rank, device=weight.device))
-                                   for r, s in self.rows.items()})
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        parts, at = [], 0
-        for role, rows in self.rows.items():
-            parts += [weight[at:rows.start], weight[rows] + self.scale * (self.B[role] @ self.A[role])]
-            at = rows.stop
-        return torch.cat(parts + [weight[at:]])
-
-
-@dataclass(frozen=True)
-class Projection:
-    """One attention weight tensor holding query/key/value rows: ``getattr(module, param)``."""
-
-    name: str
-    module: nn.Module
-    param: str
-    rows: dict[str, slice]
-
-
-def attention_projections(model: nn.Module) -> list[Projection]:
-    """The Q/K/V projection weights of every transformer-block attention layer of ``model``."""
-    found = []
-    for name, module in model.named_modules():
-        if set(name.split(".")) & set(POOLING):
-            continue
-        if isinstance(module, nn.MultiheadAttention):
-            found += _mha_projections(name, module)
-        elif isinstance(getattr(module, "qkv", None), nn.Linear):
-            d = module.qkv.out_features // 3
-            found.append(Projection(f"{name}.qkv", module.qkv, "weight", _thirds(d)))
-        else:
-            for attr, role in SEPARATE_QKV.items():
-                child = getattr(module, attr, None)
-                if isinstance(child, nn.Linear):
-                    found.append(Projection(f"{name}.{attr}", child, "weight",
-                                            {role: slice(0, child.out_features)}))
-    return found
-
-
-def _mha_projections(name: str, mha: nn.MultiheadAttention) -> list[Projection]:
-    if mha._qkv_same_embed_dim:
-        return [Projection(name, mha, "in_proj_weight", _thirds(mha.embed_dim))]
-    return [Projection(name, mha, f"{r}_proj_weight", {r: slice(0, mha.embed_dim)}) for r in "qkv"]
-
-
-def _thirds(d: int) -> dict[str, slice]:
-    return {"q": slice(0, d), "k": slice(d, 2 * d), "v": slice(2 * d, 3 * d)}
-
-
-def embedding_dim(encoder) -> int:
-    """Width of the encoder's joint embedding space (one prompt through the text tower)."""
-    device = next(encoder.model.parameters()).device
-    with torch.no_grad():
-        return int(encoder.model.encode_text(encoder.tokenize(["a photo."]).to(device)).shape[-1])
-
-
-# -- the methods --------------------------------------------------------------------------
 class Method:
-    """Base class: ``prepare(encoder, config)`` freezes the backbone, lets ``attach`` choose
-    what trains, and checks that something does. ``hyperparameters`` names the
-    ``FinetuneConfig`` fields the method reads (they enter its result specs)."""
+    """Base class: ``prepare(encoder, config)`` freezes the backbone, lets ``attach`` choose what
+    trains, and checks that something does. ``hyperparameters``: the method's own settings and
+    their defaults (names unique across methods: they sit beside the generic ones in a
+    ``FinetuneConfig`` and in result specs); ``attach`` reads them from ``config.method_args``."""
 
     name = ""
     version = 1
     description = ""
     acts_on = ""  # what the method needs, for the "nothing to train" message
-    hyperparameters: tuple[str, ...] = ()
+    hyperparameters: Mapping[str, Any] = {}
 
-    def prepare(self, encoder, config) -> TunedEncoder:
+    def check(self, args: Mapping[str, Any]) -> None:
+        """Raise ``InvalidInput`` naming the first hyper-parameter value the method cannot use."""
+
+    def prepare(self, encoder, config):
         """Make ``encoder.model`` trainable in place; return the TunedEncoder around it."""
+        from torch import nn
+
+        from .tuned import trainable_counts
+
         if not isinstance(getattr(encoder.model, "visual", None), nn.Module):
             raise InvalidInput(f"encoder {encoder.id}: its model has no `visual` image tower, so methods "
                                f"cannot tell the towers apart")
         encoder.model.requires_grad_(False)
-        tuned = self.attach(encoder, config)
+        tuned = self.attach(encoder, config.for_method(self))
         if not any(trainable_counts(tuned).values()):
             raise InvalidInput(f"method {self.name!r} would train nothing in encoder {encoder.id}: it acts on "
                                f"{self.acts_on}, and neither tower has any")
         return tuned
 
-    def attach(self, encoder, config) -> TunedEncoder:
+    def attach(self, encoder, config):
         raise NotImplementedError
+
+
+def _expect(ok: bool, name: str, expected: str, value) -> None:
+    if not ok:
+        raise InvalidInput(f"{name} must be {expected}, got {value!r}")
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @register_method("full")
@@ -241,6 +110,8 @@ class Full(Method):
     acts_on = "all tower parameters"
 
     def attach(self, encoder, config):
+        from .tuned import TEMPERATURE, TunedEncoder
+
         for name, p in encoder.model.named_parameters():
             p.requires_grad_(name not in TEMPERATURE)
         return TunedEncoder(encoder.model)
@@ -252,6 +123,8 @@ class BitFit(Method):
     acts_on = "bias terms"
 
     def attach(self, encoder, config):
+        from .tuned import TEMPERATURE, TunedEncoder
+
         for name, p in encoder.model.named_parameters():
             p.requires_grad_(name.rsplit(".", 1)[-1].endswith("bias") and name not in TEMPERATURE)
         return TunedEncoder(encoder.model)
@@ -263,6 +136,8 @@ class Attention(Method):
     acts_on = "attention Q/K/V projections of transformer blocks"
 
     def attach(self, encoder, config):
+        from .tuned import TunedEncoder, attention_projections
+
         for proj in attention_projections(encoder.model):
             getattr(proj.module, proj.param).requires_grad_(True)
         return TunedEncoder(encoder.model)
@@ -272,13 +147,23 @@ class Attention(Method):
 class LoRA(Method):
     description = "low-rank updates of the query and value projections (IIMM `lora`)"
     acts_on = "attention query/value projections of transformer blocks"
-    hyperparameters = ("lora_rank", "lora_scale")
+    hyperparameters = {"lora_rank": 4, "lora_scale": 0.2}
+
+    def check(self, args):
+        _expect(_count(args["lora_rank"]), "lora_rank", "an integer >= 1", args["lora_rank"])
+        _expect(isinstance(args["lora_scale"], Real) and not isinstance(args["lora_scale"], bool), "lora_scale",
+                "a number", args["lora_scale"])
 
     def attach(self, encoder, config):
+        from torch.nn.utils import parametrize
+
+        from .tuned import LoRAUpdate, TunedEncoder, attention_projections
+
+        rank, scale = config.method_args["lora_rank"], config.method_args["lora_scale"]
         for proj in attention_projections(encoder.model):
             rows = {r: s for r, s in proj.rows.items() if r in ("q", "v")}
             if rows:
-                update = LoRAUpdate(getattr(proj.module, proj.param), rows, config.lora_rank, config.lora_scale)
+                update = LoRAUpdate(getattr(proj.module, proj.param), rows, rank, scale)
                 parametrize.register_parametrization(proj.module, proj.param, update)
         return TunedEncoder(encoder.model)
 
@@ -287,10 +172,19 @@ class LoRA(Method):
 class ClipAdapter(Method):
     description = "frozen towers, residual bottleneck adapters on both embeddings (CLIP-Adapter; IIMM `adapter`)"
     acts_on = "the image and text embeddings"
-    hyperparameters = ("adapter_reduction", "adapter_ratio")
+    hyperparameters = {"adapter_reduction": 4, "adapter_ratio": 0.2}
+
+    def check(self, args):
+        _expect(_count(args["adapter_reduction"]), "adapter_reduction", "an integer >= 1", args["adapter_reduction"])
+        ratio = args["adapter_ratio"]
+        _expect(isinstance(ratio, Real) and not isinstance(ratio, bool) and 0 <= ratio <= 1, "adapter_ratio",
+                "a number in [0, 1]", ratio)
 
     def attach(self, encoder, config):
+        from .tuned import TOWERS, ResidualAdapter, TunedEncoder, embedding_dim
+
         dim = embedding_dim(encoder)
         device = next(encoder.model.parameters()).device
-        heads = [ResidualAdapter(dim, config.adapter_reduction, config.adapter_ratio).to(device) for _ in TOWERS]
+        args = config.method_args
+        heads = [ResidualAdapter(dim, args["adapter_reduction"], args["adapter_ratio"]).to(device) for _ in TOWERS]
         return TunedEncoder(encoder.model, *heads)

@@ -5,20 +5,14 @@ accuracy from the cached embeddings, fine-tuning on the target's training sample
 the estimators score), then fine-tuned accuracy on the target's test sample and on every
 other task of the suite (class-balanced ``n_ood`` subsets of their cached ``n_test``
 samples, so no image is embedded twice). Accuracy is zero-shot style before and
-after (argmax over class-prompt logits, IIMM ``test.py``). Derived deltas (paper.md s2.4):
-
-* ``id_gain = acc_ft(target) - acc_zs(target)``
-* ``id_gain_norm = id_gain / (1 - acc_zs(target))`` (gain over zero-shot error; None at acc_zs = 1)
-* ``ood_change`` = mean over the other tasks of ``acc_ft - acc_zs`` (forgetting when negative),
-  leaving out tasks whose images come from the target's dataset (``Task.dataset``: CIFAR-10's
-  animal and vehicle subsets for a CIFAR-10 target), which fine-tuning teaches rather than
-  makes it forget; their changes stay in ``ood_changes`` and are listed in ``ood_excluded``.
+after (argmax over class-prompt logits, IIMM ``test.py``). The deltas (``id_gain``,
+``id_gain_norm``, ``ood_change``) are ``benchmark.deltas``'.
 
 One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.results``: named by the
 cell, content-addressed by its spec (everything that changes the result), written
 atomically, and skipped when it exists, so a killed run resumes cell by cell.
 
-Cost of a ``mini`` cell (``benchmark.finetune.MINI``), seconds of training + evaluation on
+Cost of a ``mini`` cell (the ``finetune`` preset of ``benchmark/suites/mini.json``), seconds of training + evaluation on
 2 otherwise idle cores (torch 2.13 CPU, warm embedding cache); GTSRB (43 classes) is the
 costliest target for a trained text tower, the other targets cost about as much as CIFAR-10:
 
@@ -48,25 +42,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from estimators.zero_shot_acc import zero_shot_accuracy
 from tasks import balanced_indices, get_task
 
-from estimators.zero_shot_acc import zero_shot_accuracy
-
-from .finetune import (ENGINE_VERSION, Examples, FinetuneConfig, accuracy, evaluation_view, finetune,
-                       seed_everything)
-from .methods import backbone_trains, get_method
+from .deltas import deltas, same_dataset
+from .finetune import ENGINE_VERSION, Examples, accuracy, evaluation_view, finetune, seed_everything
+from .finetune_config import FinetuneConfig
+from .methods import get_method
 from .results import cell_path, read_cell, write_cell
+from .tuned import backbone_trains
 
 KIND = "outcomes"
 
 
 def outcome_spec(encoder_name: str, method, target: str, seed: int, others: list[str],
                  config: FinetuneConfig) -> dict:
-    """Everything that changes a cell's result (its file name carries the sha256 of this)."""
+    """Everything that changes a cell's result (its file name carries the sha256 of this); a user's
+    image folders add the digests of their listings (``Task.data_digest``)."""
+    tasks = {t: get_task(t) for t in sorted({target, *others})}
+    digests = {t: task.data_digest for t, task in tasks.items() if task.data_digest}
     return {"kind": KIND, "encoder": encoder_name, "method": method.name, "method_version": method.version,
             "engine_version": ENGINE_VERSION, "target": target, "seed": seed, "eval_tasks": sorted(others),
-            "task_versions": {t: get_task(t).version for t in sorted({target, *others})},
-            "config": config.spec(method)}
+            "task_versions": {t: task.version for t, task in tasks.items()},
+            **({"task_data": digests} if digests else {}), "config": config.spec(method)}
 
 
 def outcome_path(out, encoder_name: str, method_name: str, target: str, seed: int, eval_tasks,
@@ -81,29 +79,6 @@ def _cell(out, encoder_name: str, method, target: str, seed: int, eval_tasks, cf
     others = [t for t in dict.fromkeys(eval_tasks) if t != target]
     spec = outcome_spec(encoder_name, method, target, seed, others, cfg)
     return others, spec, cell_path(Path(out), KIND, f"{encoder_name}__{method.name}__{target}__seed{seed}", spec)
-
-
-def deltas(acc_zs: dict[str, float], acc_ft: dict[str, float], target: str, related=()) -> dict:
-    """``id_gain``, ``id_gain_norm``, per-task ``ood_changes`` and their mean ``ood_change`` over
-    the other tasks not in ``related`` (those sharing the target's images, ``ood_excluded``)."""
-    gain = acc_ft[target] - acc_zs[target]
-    changes = {t: acc_ft[t] - acc_zs[t] for t in acc_zs if t != target}
-    counted = [v for t, v in changes.items() if t not in related]
-    return {"id_gain": gain, "id_gain_norm": gain / (1 - acc_zs[target]) if acc_zs[target] < 1 else None,
-            "ood_changes": changes, "ood_excluded": sorted(set(related) & set(changes)),
-            "ood_change": float(np.mean(counted)) if counted else None}
-
-
-def same_dataset(target: str, tasks) -> list[str]:
-    """The tasks other than ``target`` whose images come from its dataset (``Task.dataset``)."""
-    dataset = get_task(target).dataset
-    return [t for t in tasks if t != target and get_task(t).dataset == dataset]
-
-
-def cell_deltas(record: dict) -> dict:
-    """The deltas of a stored cell, recomputed from its accuracies under the current definition."""
-    target = record["target"]
-    return deltas(record["acc_zs"], record["acc_ft"], target, same_dataset(target, record["acc_zs"]))
 
 
 def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int, eval_tasks,
@@ -216,7 +191,7 @@ def _train_best(encoder, method, task, cfg: FinetuneConfig, seed: int, device: s
         if examples is None:
             examples = load(backbone_trains(tuned, "image"))
         report = finetune(tuned, trial, task, examples, point, seed, device, progress)
-        trials.append({"settings": {k: getattr(point, k) for k in sorted(cfg.sweep)},
+        trials.append({"settings": {k: point.setting(k) for k in sorted(cfg.sweep)},
                        "best_val_acc": report["best_val_acc"]})
         if best is None or report["best_val_acc"] > best[2]["best_val_acc"]:
             best = (tuned, point, report)

@@ -8,28 +8,34 @@
 3. the leaderboard over everything in ``OUT`` (``OUT/leaderboard.md``, CSVs, plots).
 
 One result file per cell; a rerun skips the cells whose files exist, so an interrupted
-run loses at most the cells in flight. Cells run through ``benchmark.backends`` (joblib
-or Dask).
+run loses at most the cells in flight, and recomputes a damaged file (reported by path).
+An estimator that fails on a cell is recorded in the cell's ``failed`` with a one-line
+reason; every other score is kept. Cells run through ``benchmark.backends`` (joblib or
+Dask) and carry what a worker needs: the resolved data root and cache dir, the plugins.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import sys
+import threading
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
 
-from estimators import ESTIMATORS, InvalidInput, estimator_class
+from encoders import check_encoder_id
+from estimators import ESTIMATORS, InvalidInput, estimator_class, import_plugin
 from estimators.registry import split_patterns
 from estimators.zero_shot_acc import zero_shot_accuracy
+from tasks import data_key, get_task, read_task_file, register_task
 
 from .backends import run_cells
+from .methods import METHODS
 from .results import cell_path, read_cell, write_cell
 from .scoring import score_all
-from .suites import SUITES, Suite
+from .suites import Suite, get_suite, with_entries
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a worker needs to run a cell (picklable, so any backend can ship it)."""
+    """Everything a worker needs to run a cell (picklable, so any backend can ship it): the
+    data root and cache dir as the main process resolved them, and the plugins to import."""
     suite: Suite
     estimators: tuple[str, ...]
     out: Path
@@ -48,6 +55,8 @@ class Context:
     cache_dir: str | None = None
     device: str = "auto"
     download: bool = False
+    plugins: tuple[str, ...] = ()
+    estimator_timeout: float | None = None
 
     @property
     def cell_estimators(self) -> list[str]:
@@ -58,23 +67,77 @@ class Context:
         return [n for n in self.estimators if estimator_class(n).pool_relative]
 
 
-def plan(suite: Suite, encoders: str = "*", tasks: str = "*", limit: int | None = None) -> list[Cell]:
-    """The (encoder, task) cells of ``suite`` that match the fnmatch patterns, encoder-major."""
-    def pick(names, pattern, kind):
-        patterns = split_patterns(pattern)
-        chosen = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
-        if not chosen:
-            raise InvalidInput(f"no {kind} of suite {suite.name!r} matches {pattern!r}; it has {', '.join(names)}")
-        return chosen
+_plugins_lock = threading.Lock()
+_plugins_loaded: set[str] = set()
 
-    cells = [Cell(e, t) for e in pick(suite.encoders, encoders, "encoder") for t in pick(suite.tasks, tasks, "task")]
-    return cells[:limit] if limit else cells
+
+def load_plugins(plugins) -> None:
+    """Import each plugin once per process: every worker (loky, Dask) calls this before a cell,
+    so estimators and methods that plugins register exist there too."""
+    with _plugins_lock:
+        for spec in plugins:
+            if spec not in _plugins_loaded:
+                import_plugin(spec)
+                _plugins_loaded.add(spec)
+
+
+def prepare_worker(ctx: Context) -> None:
+    """What a process needs before it runs a cell: the plugins imported, the suite's task files registered."""
+    load_plugins(ctx.plugins)
+    ctx.suite.register_tasks()
+
+
+def choose(suite: Suite, kind: str, pattern: str, resolve) -> list[str]:
+    """The suite's ``kind`` entries (encoders, tasks, methods) matching the comma-separated fnmatch
+    patterns of ``pattern``, in the suite's order, then every item without a wildcard that matches
+    none of them, as ``resolve(item)`` names it (any encoder id, registered task or task file,
+    registered method; it raises for an unknown one)."""
+    members = getattr(suite, kind)
+    items = split_patterns(pattern)
+    chosen = [m for m in members if any(fnmatchcase(m, p) for p in items)]
+    for item in items:
+        if any(fnmatchcase(m, item) for m in members):
+            continue
+        if any(c in item for c in "*?["):
+            raise InvalidInput(f"no {kind[:-1]} of suite {suite.name!r} matches {item!r}; it has {', '.join(members)}")
+        chosen.append(resolve(item))
+    return list(dict.fromkeys(chosen))
+
+
+def narrow(suite: Suite, encoders: str = "*", tasks: str = "*", methods: str = "*") -> Suite:
+    """``suite`` with the encoders, tasks and methods that ``choose`` picks (``run --encoders`` ...)."""
+    def encoder(item):
+        check_encoder_id(item)
+        return item
+
+    local = list(suite.local_tasks)
+
+    def task(item):
+        if not item.endswith(".json"):
+            return get_task(item).id
+        local.append(read_task_file(item))
+        register_task(local[-1])
+        return local[-1].id
+
+    chosen = {"encoders": choose(suite, "encoders", encoders, encoder), "tasks": choose(suite, "tasks", tasks, task),
+              "methods": choose(suite, "methods", methods, lambda m: METHODS.get(m).name)}
+    for name in chosen["encoders"]:  # a suite file's own encoders too: an unknown id stops before any work
+        check_encoder_id(name)
+    return dataclasses.replace(with_entries(suite, **chosen), local_tasks=tuple(local))
+
+
+def plan(suite: Suite, limit: int | None = None) -> list[Cell]:
+    """The (encoder, task) cells of ``suite``, encoder-major (the first ``limit``)."""
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {limit}")
+    cells = [Cell(e, t) for e in suite.encoders for t in suite.tasks]
+    return cells if limit is None else cells[:limit]
 
 
 def score_spec(ctx: Context, cell: Cell) -> dict:
     s = ctx.suite
-    return {"kind": "scores", "encoder": cell.encoder, "task": cell.task, "n_train": s.n_train, "n_test": s.n_test,
-            "prompts": s.prompts, "seed": s.seeds[0],
+    return {"kind": "scores", "encoder": cell.encoder, "task": cell.task, **data_key(get_task(cell.task)),
+            "n_train": s.n_train, "n_test": s.n_test, "prompts": s.prompts, "seed": s.seeds[0],
             "estimators": {n: estimator_class(n).version for n in ctx.cell_estimators}}
 
 
@@ -86,7 +149,6 @@ def embed_pair(ctx: Context, encoder_name: str, task_id: str):
     """The cached (train, test) EmbeddingSets of one cell."""
     from encoders.base import shared_encoder
     from encoders.extract import embed
-    from tasks import get_task
 
     s, task = ctx.suite, get_task(task_id)
     kw = dict(seed=s.seeds[0], prompts=s.prompts, data_root=ctx.data_root, cache_dir=ctx.cache_dir,
@@ -97,8 +159,9 @@ def embed_pair(ctx: Context, encoder_name: str, task_id: str):
 
 def score_cell(ctx: Context, cell: Cell) -> dict:
     """Embed, measure zero-shot accuracy and score one cell; returns its record (or why it was skipped)."""
-    from tasks import TaskUnavailable, get_task
+    from tasks import TaskUnavailable
 
+    prepare_worker(ctx)
     path = score_path(ctx, cell)
     if (done := read_cell(path)) is not None:
         return done
@@ -106,39 +169,48 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
         train, test = embed_pair(ctx, cell.encoder, cell.task)
     except TaskUnavailable as exc:
         return {"unavailable": str(exc), "task": cell.task}
-    scores, skipped = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0])
+    scores, skipped, failed = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0],
+                                        check_sizes=False, time_limit=ctx.estimator_timeout)
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
               "zero_shot_acc_test": zero_shot_accuracy(test.image, test.labels, test.text),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
               "skipped": {s.estimator: s.reason for s in skipped},
+              "failed": {s.estimator: s.reason for s in failed},
               "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
               "versions": train.meta.get("versions", {})}
     write_cell(path, score_spec(ctx, cell), record)
     return read_cell(path)
 
 
+def pool_spec(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
+    s = ctx.suite
+    return {"kind": "pool_scores", "task": task_id, **data_key(get_task(task_id)), "encoders": sorted(encoder_ids),
+            "n_train": s.n_train, "prompts": s.prompts, "seed": s.seeds[0],
+            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+
+
 def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
     """Pool-relative estimators on one task across encoders (from the cached embeddings)."""
-    s = ctx.suite
-    spec = {"kind": "pool_scores", "task": task_id, "encoders": sorted(encoder_ids), "n_train": s.n_train,
-            "prompts": s.prompts, "seed": s.seeds[0],
-            "estimators": {n: estimator_class(n).version for n in ctx.pool_estimators}}
+    prepare_worker(ctx)
+    spec = pool_spec(ctx, task_id, encoder_ids)
     path = cell_path(ctx.out, "pool_scores", task_id, spec)
     if (done := read_cell(path)) is not None:
         return done
     pool = {e: embed_pair(ctx, e, task_id)[0] for e in encoder_ids}
-    scores, _ = score_all(pool, ctx.pool_estimators, random_state=s.seeds[0])
+    scores, _, failed = score_all(pool, ctx.pool_estimators, random_state=ctx.suite.seeds[0], check_sizes=False,
+                                  time_limit=ctx.estimator_timeout)
     write_cell(path, spec, {"task": task_id, "scores": {
         e: {x.estimator: {"score": x.score, "seconds": x.seconds} for x in scores if x.key == e}
-        for e in encoder_ids}})
+        for e in encoder_ids}, "failed": {x.estimator: x.reason for x in failed}})
     return read_cell(path)
 
 
 def stored_records(cells: list, path_of) -> dict:
-    """Each cell's stored record, or None where its result file is missing or unreadable."""
-    return {c: read_cell(path_of(c)) for c in cells}
+    """Each cell's stored record, or None where its result file is missing or damaged (a damaged
+    file is reported by path and removed, so the cell is recomputed)."""
+    return {c: read_cell(path_of(c), remove_damaged=True) for c in cells}
 
 
 def run_missing(fn, cells: list, stored: dict, n_jobs: int, backend: str, scheduler: str | None,
@@ -159,14 +231,47 @@ def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = 
         f"{len({c.task for c in cells})} task(s), {len(ctx.estimators)} estimators, "
         f"n_train={ctx.suite.n_train}, n_test={ctx.suite.n_test}")
     records = run_missing(functools.partial(score_cell, ctx), cells, stored, n_jobs, backend, scheduler, "score cells")
-    for task in sorted({r["task"]: r["unavailable"] for r in records if "unavailable" in r}.items()):
-        log(f"skipped task {task[0]}: {task[1]}")
+    for task, reason in sorted(unavailable_tasks(ctx, records).items()):
+        log(f"skipped task {task}: {reason}")
     results = [r for r in records if "unavailable" not in r]
     by_task: dict[str, list[str]] = {}
     for r in results:
         by_task.setdefault(r["task"], []).append(r["encoder"])
     pools = [pool_score_task(ctx, t, e) for t, e in sorted(by_task.items()) if len(e) >= 2 and ctx.pool_estimators]
+    for line in failure_lines(results, pools):
+        log(line)
     return results, pools
+
+
+def unavailable_tasks(ctx: Context, records: list[dict]) -> dict[str, str]:
+    """``{task: reason}`` for the tasks the workers found unavailable. A task that a worker
+    lacks but this process can read is an error, never a silent skip: the workers do not
+    see the data root."""
+    from tasks import TaskUnavailable, get_task
+
+    reasons = {r["task"]: r["unavailable"] for r in records if "unavailable" in r}
+    for task, reason in reasons.items():
+        try:
+            get_task(task).labels("test", data_root=ctx.data_root)
+        except TaskUnavailable:
+            continue
+        raise InvalidInput(f"task {task} is unavailable on a worker ({reason}) but present here under "
+                           f"{ctx.data_root}: every worker needs the data root at the same path (a shared "
+                           f"file system)")
+    return reasons
+
+
+def failure_lines(results: list[dict], pools: list[dict]) -> list[str]:
+    """One line per estimator that failed somewhere: on how many cells, and the first reason."""
+    failures: dict[str, list[str]] = {}
+    for r in results:
+        for name, reason in r.get("failed", {}).items():
+            failures.setdefault(name, []).append(f"{r['encoder']}/{r['task']}: {reason}")
+    for p in pools:
+        for name, reason in p.get("failed", {}).items():
+            failures.setdefault(name, []).append(f"pool of {p['task']}: {reason}")
+    return [f"estimator {name} failed on {len(where)} cell(s), its other scores are kept (first: {where[0]})"
+            for name, where in sorted(failures.items())]
 
 
 @dataclass(frozen=True)
@@ -177,18 +282,11 @@ class OutcomeCell:
     seed: int
 
 
-def finetune_config(suite: Suite):
-    """The suite's fine-tuning preset, sampled exactly like its score cells (so caches are shared)."""
-    from .finetune import finetune_preset
-
-    return dataclasses.replace(finetune_preset(suite.name), n_train=suite.n_train, n_test=suite.n_test,
-                               prompts=suite.prompts, sample_seed=suite.seeds[0])
-
-
 def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -> dict:
     from .outcomes import run_outcome
 
-    return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, finetune_config(ctx.suite),
+    prepare_worker(ctx)
+    return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, ctx.suite.finetune,
                        ctx.out, ctx.data_root, ctx.cache_dir, ctx.device, progress=False)
 
 
@@ -196,9 +294,8 @@ def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, 
                  backend: str = "loky", scheduler: str | None = None, log=print) -> list[dict]:
     from .outcomes import outcome_path
 
-    config = finetune_config(ctx.suite)
     stored = stored_records(cells, lambda c: outcome_path(ctx.out, c.encoder, c.method, c.task, c.seed, eval_tasks,
-                                                          config))
+                                                          ctx.suite.finetune))
     done = sum(r is not None for r in stored.values())
     log(f"{len(cells)} fine-tuning cells planned ({done} already done): {len({c.method for c in cells})} "
         f"method(s) x {len({c.seed for c in cells})} seed(s); out-of-domain tasks: {', '.join(eval_tasks)}")
@@ -244,26 +341,39 @@ def parse_seeds(text: str | None, suite: Suite) -> tuple[int, ...]:
         seeds = tuple(int(s) for s in split_patterns(text))
     except ValueError:
         raise InvalidInput(f"--seeds takes comma-separated integers, got {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise InvalidInput(f"--seeds must be non-negative integers, got {text!r}")
     return seeds
 
 
 def main_run(args) -> int:
-    from encoders.cache import atomic_write_bytes
-    from leaderboard import build
+    import os
 
-    from .methods import METHODS
+    from encoders.cache import ArrayCache, atomic_write_bytes, cache_root, ensure_writable
+    from leaderboard import build
+    from tasks.task import data_root
+
+    from .validate import at_least, check_device
 
     log = functools.partial(print, file=sys.stderr)
-    suite = SUITES.get(args.suite)
+    methods = "*" if args.methods in ("all", "") else args.methods
+    suite = narrow(get_suite(args.suite), args.encoders, args.tasks, methods)
     names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
-    methods = METHODS.names("*") if args.methods in ("all", "") else METHODS.select(args.methods)
     seeds = parse_seeds(args.seeds, suite)
-    cells = plan(suite, args.encoders, args.tasks, args.limit)
-    out = Path(args.out or Path("results") / suite.name)
-    ctx = Context(suite, tuple(names), out, args.data_root, args.cache_dir, args.device, args.download)
-    if args.n_jobs is not None and args.n_jobs < 1:
-        raise InvalidInput(f"--n-jobs must be at least 1, got {args.n_jobs}")
+    cells = plan(suite, args.limit)
+    at_least("--n-jobs", args.n_jobs, 1)
+    if args.estimator_timeout is not None and not args.estimator_timeout > 0:
+        raise InvalidInput(f"--estimator-timeout must be a positive number of seconds, got {args.estimator_timeout}")
+    check_device(args.device)
+    out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
+    cache_dir = os.path.abspath(cache_root(args.cache_dir))
+    ensure_writable(ArrayCache(cache_dir).folder, "--cache-dir (embedding cache)")
+    plugins = tuple(os.path.abspath(p) if p.endswith(".py") else p for p in args.plugins)
+    _plugins_loaded.update(plugins)   # the CLI imported them in this process already
+    ctx = Context(suite, tuple(names), out, os.path.abspath(data_root(args.data_root)), cache_dir, args.device,
+                  args.download, plugins, args.estimator_timeout)
     n_jobs = args.n_jobs or default_jobs(args.device)
+    log(f"data root: {ctx.data_root}; embedding cache: {ctx.cache_dir}; results: {out}")
     results, _ = run_scores(ctx, cells, n_jobs, args.backend, args.scheduler, log=log)
     if not results:
         raise InvalidInput("no cell could be run (every task was unavailable); see the lines above")
@@ -271,18 +381,20 @@ def main_run(args) -> int:
     atomic_write_bytes(out / "zero_shot.md", (f"Zero-shot top-1 accuracy on the test split (suite `{suite.name}`, "
                                               f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n{table}\n").encode())
     available = tuple(t for t in suite.tasks if t in {r["task"] for r in results})
-    outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in methods for s in seeds]
+    outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in suite.methods for s in seeds]
     if not args.no_finetune:
         run_outcomes(ctx, outcome_cells, available, n_jobs, args.backend, args.scheduler, log=log)
     board = build(out, out, suite=suite.name)
     print(table)
-    if board["stats"] is not None:
-        from leaderboard.render import RANK_BY, ranking
+    if board["evaluation"] is not None:
+        from leaderboard.render import RANK_BY
 
-        top = ranking(board["stats"], RANK_BY, board["seconds"]).head(10)
-        print(f"\ntop estimators by leave-one-task-out R² on {RANK_BY}:")
-        print(top[["rank", "estimator", "loto_r2", "pearson_signed", "spearman_signed"]].to_string(index=False))
-    if board["missing"]:
-        log(f"partial results: missing {'; '.join(board['missing'])}")
+        summary = board["evaluation"].summary
+        top = summary[summary["outcome"] == RANK_BY].head(10)
+        print(f"\ntop estimators by mean oriented Spearman ρ on {RANK_BY} (95% interval, rank band):")
+        print(top[["rank", "estimator", "rho", "rho_lo", "rho_hi", "rank_lo", "rank_hi"]].to_string(index=False))
+    missing = [m for m in board["missing"] if not (args.no_finetune and m == "no fine-tuning outcomes")]
+    if missing:
+        log(f"partial results: missing {'; '.join(missing)}")
     print(f"\nleaderboard: {board['path']}  (results: {out})")
     return 0

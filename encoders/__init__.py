@@ -1,12 +1,11 @@
-"""Encoders: the encoder registry, the open_clip wrapper and the offline ConSE encoders.
+"""Encoders: the encoder registry, the open_clip wrapper, the offline ConSE and rehearsal encoders.
 
-Importing the package registers every built-in encoder (cheap: weights load only when
-``get_encoder`` builds one). Third-party encoders arrive through the entry-point group
-``transferbench.encoders``.
+The registry imports every encoder module of this package on first use (``ENCODERS``),
+so importing the package, or ``encoders.cache``, loads no model code. Third-party
+encoders arrive through the entry-point group ``transferbench.encoders``.
 """
-from . import conse, open_clip_encoder, smoke  # noqa: F401  (register on import)
-from .base import (ENCODERS, Encoder, EncoderUnavailable, get_encoder, list_encoders,
-                   register_encoder)
+from .base import (ENCODERS, Encoder, EncoderUnavailable, check_encoder_id, get_encoder, list_encoders,
+                   register_encoder, register_prefix)
 
-__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "get_encoder", "list_encoders",
-           "register_encoder"]
+__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "check_encoder_id", "get_encoder", "list_encoders",
+           "register_encoder", "register_prefix"]

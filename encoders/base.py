@@ -11,13 +11,17 @@ embedding loop and one fine-tuning loop serve every encoder:
   embedding bytes, for content-addressed caches
 
 Registry entries are factories ``f(device) -> Encoder`` registered under short names
-(``vitb32-openai``, ``conse-lite0``, ``smoke``). ``get_encoder`` also builds ad hoc
-open_clip encoders from ``open_clip:ARCH/TAG`` or ``open_clip:hf-hub:ORG/NAME``.
+(``vitb32-openai``, ``conse-lite0``, ``smoke``) by the modules of this package, which the
+registry imports on first use. An id scheme is a prefix with a builder ``f(rest, device)``
+(``register_prefix``): ``open_clip_encoder`` registers ``open_clip:`` for
+``open_clip:ARCH/TAG``, ``open_clip:ARCH/CHECKPOINT_FILE``, ``open_clip:hf-hub:ORG/NAME`` and
+``open_clip:local-dir:FOLDER``.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Callable
@@ -25,10 +29,10 @@ from typing import Any, Callable
 from estimators.errors import InvalidInput
 from estimators.registry import Registry
 
-ENCODERS = Registry("encoder", entry_point_group="transferbench.encoders")
+ENCODERS = Registry("encoder", entry_point_group="transferbench.encoders", package="encoders",
+                    infrastructure=("base", "cache", "extract"))
 register_encoder = ENCODERS.register
-
-OPEN_CLIP_PREFIX = "open_clip:"
+PREFIXES: dict[str, Callable[..., "Encoder"]] = {}  # id scheme -> builder(rest_of_the_id, device=...)
 
 
 class EncoderUnavailable(InvalidInput):
@@ -61,8 +65,17 @@ def register_builder(name: str, builder: Callable[..., "Encoder"], *args, label:
     def build(device: str = "cpu") -> Encoder:
         return builder(*args, device=device)
 
-    build.__qualname__ = label
+    build.__qualname__ = build.__doc__ = label
     register_encoder(name)(build)
+
+
+def register_prefix(prefix: str):
+    """Decorator: ``builder(rest, device=...)`` builds every encoder id ``prefix + rest``."""
+    def decorator(builder):
+        PREFIXES[prefix] = builder
+        return builder
+
+    return decorator
 
 
 def list_encoders(pattern: str | list[str] = "*") -> list[str]:
@@ -70,14 +83,23 @@ def list_encoders(pattern: str | list[str] = "*") -> list[str]:
     return ENCODERS.names(pattern)
 
 
-def get_encoder(name: str, device: str = "cpu") -> Encoder:
-    """Build the encoder registered as ``name`` (or an ad hoc ``open_clip:ARCH/TAG``) in eval mode."""
-    if name.startswith(OPEN_CLIP_PREFIX):
-        from .open_clip_encoder import from_spec
+def id_scheme(name: str) -> str | None:
+    """The registered prefix ``name`` starts with, if any."""
+    ENCODERS.load_plugins()
+    return next((p for p in PREFIXES if name.startswith(p)), None)
 
-        encoder = from_spec(name[len(OPEN_CLIP_PREFIX):], device=device)
-    else:
-        encoder = ENCODERS.get(name)(device=device)
+
+def check_encoder_id(name: str) -> None:
+    """``UnknownName`` (with close matches) unless ``name`` is a registered name or starts with an id
+    scheme; the weights are found (or not) when the encoder is built."""
+    if id_scheme(name) is None:
+        ENCODERS.get(name)
+
+
+def get_encoder(name: str, device: str = "cpu") -> Encoder:
+    """Build the encoder registered as ``name``, or of an id scheme (``open_clip:ARCH/TAG``), in eval mode."""
+    prefix = id_scheme(name)
+    encoder = PREFIXES[prefix](name[len(prefix):], device=device) if prefix else ENCODERS.get(name)(device=device)
     encoder.name = name
     encoder.model.eval()
     return encoder
@@ -101,9 +123,14 @@ def package_versions(*packages: str) -> dict[str, str]:
     return found
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, memoised per process while the file's size, mtime and inode stay."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+
 @functools.lru_cache(maxsize=None)
-def file_sha256(path: str) -> str:
-    """Hex sha256 of a file's bytes (memoised per process)."""
+def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -16,6 +16,7 @@ import numpy as np
 
 from estimators import EmbeddingSet
 from estimators.embedding_set import l2_normalise
+from tasks import data_key
 
 from .cache import ArrayCache
 
@@ -143,7 +144,7 @@ def encode_images(encoder, images, batch_size: int | None = None, device: str = 
 def cache_spec(encoder, task, split: str, n: int | None, seed: int, prompts: str) -> dict:
     """Everything that changes the bytes of an entry (the cache key is its sha256)."""
     return {"encoder": encoder.id, "weights": encoder.weights_tag, "preprocess": encoder.preprocess_cfg(),
-            "task": task.id, "task_version": task.version, "split": split, "n": n, "seed": seed,
+            "task": task.id, "task_version": task.version, **data_key(task), "split": split, "n": n, "seed": seed,
             "templates": templates_for(task, prompts), "classnames": list(task.classnames)}
 
 

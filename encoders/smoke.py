@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .base import Encoder, register_encoder
 from .open_clip_encoder import open_clip_encoder
-from .torchvision_compat import import_open_clip
+from tasks.torchvision_compat import import_open_clip
 
 CONFIG = Path(__file__).parent / "configs" / "tb-smoke.json"
 ARCH = CONFIG.stem

@@ -4,19 +4,13 @@ Every module in this package registers its estimators on import (timm style), so
 new built-in estimator is one new file. Third-party estimators arrive through the
 entry-point group ``transferbench.estimators`` or ``--plugins``.
 """
-import importlib
-import pkgutil
-
 from .base import (ESTIMATORS, Estimator, MissingNeeds, estimator_class, estimator_info,
                    get_estimator, list_estimators, register_estimator)
 from .embedding_set import EmbeddingSet, l2_normalise
 from .errors import InvalidInput
-from .registry import UnknownName, import_plugin
+from .registry import UnknownName, import_modules, import_plugin
 
-_INFRASTRUCTURE = {"base", "common", "embedding_set", "errors", "registry"}
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _INFRASTRUCTURE and not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_modules(__name__, skip={"base", "common", "embedding_set", "errors", "registry"})
 
 __all__ = ["ESTIMATORS", "EmbeddingSet", "Estimator", "InvalidInput", "MissingNeeds", "UnknownName",
            "estimator_class", "estimator_info", "get_estimator", "import_plugin", "l2_normalise",

@@ -4,7 +4,7 @@ An estimator maps the zero-shot embeddings of one encoder on one task to a float
 that should predict what fine-tuning will do. Subclasses set the metadata class
 attributes and implement ``compute(emb) -> float``; ``score`` wraps it with the
 checks every estimator needs (declared inputs present, enough samples per class,
-a finite result). ``__init__`` stores parameters only (scikit-learn habit) and
+a finite result, enough memory for the declared ``memory_bytes``). ``__init__`` stores parameters only (scikit-learn habit) and
 randomness comes from ``random_state``.
 
 Pool-relative estimators (NCTI, ETran) are only defined across a pool of
@@ -65,6 +65,11 @@ class Estimator:
     def compute_pool(self, embs: dict[str, EmbeddingSet]) -> dict[str, float]:
         raise NotImplementedError
 
+    def memory_bytes(self, n: int, d: int, c: int) -> int | None:
+        """Peak working memory of ``compute`` at N samples, D dimensions and C classes, for
+        estimators whose arrays grow faster than the input (e.g. D x D); None: not checked."""
+        return None
+
     # -- checked entry points -----------------------------------------------------
     def check(self, emb: EmbeddingSet) -> None:
         """Raise InvalidInput (MissingNeeds for absent inputs) if ``emb`` cannot be scored."""
@@ -75,6 +80,10 @@ class Estimator:
                 raise ValueError(f"{self.name} declares unknown need {need!r}; known: {sorted(NEEDS)}")
             if emb.text is None or (need == "logits" and emb.logit_scale is None):
                 raise MissingNeeds(f"{self.name} needs {NEEDS[need]}")
+        need = self.memory_bytes(emb.n, emb.dim, emb.n_classes)
+        if need is not None and (free := available_memory()) is not None and need > free:
+            raise InvalidInput(f"{self.name} needs about {need / 2**30:.1f} GiB of memory at N={emb.n}, "
+                               f"D={emb.dim}; {free / 2**30:.1f} GiB is available")
         if self.min_per_class > 1:
             counts = np.bincount(emb.labels, minlength=emb.n_classes)
             present = counts[counts > 0]
@@ -98,6 +107,27 @@ class Estimator:
         for e in embs.values():
             self.check(e)
         return {k: _finite(self.name, v) for k, v in self.compute_pool(embs).items()}
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate: the kernel's MemAvailable, capped by a cgroup v2
+    memory limit (containers, SLURM); None where neither is known."""
+    free = None
+    try:
+        with open("/proc/meminfo") as f:
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                left = int(limit) - int(f.read())
+            free = left if free is None else min(free, left)
+    except (OSError, ValueError):
+        pass
+    return free
 
 
 def _finite(name: str, value) -> float:

@@ -71,11 +71,20 @@ def hscore_reg(features: np.ndarray, labels: np.ndarray) -> float:
     return float((1 - alpha) * _trace_pinv_times(cov_alpha, m) / (f.shape[0] - 1))
 
 
+def working_memory(n: int, d: int) -> int:
+    """Peak bytes of either H-score: float64 centred features (N x D) twice, and about six
+    D x D matrices (covariance, its eigen-decomposition with LAPACK workspace, the pseudo-inverse)."""
+    return 8 * (2 * n * d + 6 * d * d)
+
+
 @register_estimator("hscore")
 class HScore(Estimator):
     __doc__ = __doc__
     description = "H-score: tr(pinv(cov F) cov E[F|y]); saturates at C-1 when N <= D"
     citation = "Bao et al., ICIP 2019"
+
+    def memory_bytes(self, n, d, c):
+        return working_memory(n, d)
 
     def compute(self, emb):
         return hscore(emb.image, emb.labels)
@@ -86,6 +95,9 @@ class HScoreRegularised(Estimator):
     __doc__ = __doc__
     description = "H-score with Ledoit-Wolf shrinkage of cov F (H_alpha)"
     citation = "Ibrahim, Ponomareva, Mazumder, ICLR 2023"
+
+    def memory_bytes(self, n, d, c):
+        return working_memory(n, d)
 
     def compute(self, emb):
         return hscore_reg(emb.image, emb.labels)

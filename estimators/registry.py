@@ -3,7 +3,9 @@
 One ``Registry`` serves estimators, encoders, tasks and fine-tuning methods alike
 (timm / lm-evaluation-harness style): a decorator registers a class under a short
 name, ``list(pattern)`` filters with fnmatch, ``get(name)`` raises ``UnknownName``
-with the closest known names. Third-party entries arrive through an entry-point
+with the closest known names. A registry may find its built-in entries by importing
+every module of its package on first use (``package``: no hand-kept import list, and
+importing the package stays cheap). Third-party entries arrive through an entry-point
 group; a plugin that fails to import is reported and skipped, never fatal.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import difflib
 import fnmatch
 import importlib
 import importlib.util
+import pkgutil
 import re
 import sys
 import warnings
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from .errors import InvalidInput
 
-_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
+NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
 
 
 class UnknownName(InvalidInput):
@@ -33,22 +36,33 @@ def did_you_mean(kind: str, name: str, known) -> str:
     return f"unknown {kind} {name!r}{hint} (see `python -m benchmark ls {kind}s`)"
 
 
+def import_modules(package: str, skip=()) -> None:
+    """Import every module of ``package`` but ``skip`` and private ones (each registers what it defines)."""
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if info.name not in skip and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
 class Registry:
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, package: str | None = None,
+                 infrastructure=()):
+        """``package``: import its modules (``import_modules``, ``infrastructure`` aside) on first use."""
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.package, self.infrastructure = package, tuple(infrastructure)
         self._entries: dict[str, object] = {}
-        self._plugins_loaded = entry_point_group is None
+        self._plugins_loaded = entry_point_group is None and package is None
         self.plugin_errors: list[str] = []
 
-    def register(self, name: str):
-        """Class or function decorator: ``@REGISTRY.register("short_name")``."""
-        if not _NAME.match(name):
+    def register(self, name: str, replace: bool = False):
+        """Class or function decorator: ``@REGISTRY.register("short_name")``; ``replace`` lets an
+        entry take the place of another one of that name."""
+        if not NAME.match(name):
             raise ValueError(f"{self.kind} name {name!r} must be lowercase letters, digits, '_', '.' or '-'")
 
         def decorator(obj):
             previous = self._entries.get(name)
-            if previous is not None and _qualname(previous) != _qualname(obj):
+            if previous is not None and not replace and _qualname(previous) != _qualname(obj):
                 raise ValueError(f"{self.kind} {name!r} is already registered by {_qualname(previous)}")
             if isinstance(obj, type):
                 obj.name = name
@@ -58,11 +72,13 @@ class Registry:
         return decorator
 
     def load_plugins(self) -> None:
-        """Import every module advertised in the entry-point group (once)."""
+        """Import the package's modules, then every module advertised in the entry-point group (once)."""
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        for ep in entry_points(group=self.entry_point_group):
+        if self.package:
+            import_modules(self.package, self.infrastructure)
+        for ep in entry_points(group=self.entry_point_group) if self.entry_point_group else ():
             try:
                 ep.load()
             except Exception as exc:  # a broken plugin must never break the harness

@@ -1,7 +1,8 @@
 """Render the leaderboard: a markdown page, CSVs of every number and scatter plots.
 
-Same results in, byte-identical files out: no wall-clock time is written (the date is the
-newest result's), tables are sorted, the bootstrap is seeded, and PNGs carry no metadata.
+Same inputs, byte-identical files: no wall-clock time is written (the date is the newest
+result's), tables are sorted, the resamples are seeded, and PNGs carry no metadata. A board
+folder can be rebuilt from its own tables (``build(..., from_tables=True)``), giving the same bytes.
 """
 from __future__ import annotations
 
@@ -12,64 +13,147 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from benchmark.evaluate import BASELINES, OUTCOMES, REFERENCE, evaluate
+from benchmark.evaluate import BASELINES, MIN_N, N_BOOT, OUTCOMES, REFERENCE, SCORE_COLUMNS, evaluate
 from encoders.cache import atomic_write_bytes
 
-from .tables import collect, completeness
+from .tables import EXACT, collect, completeness, coverage, read_tables, write_tables
 
 TITLES = {"id_gain_norm": "In-domain gain over zero-shot error (id_gain_norm)",
           "id_gain": "In-domain gain (id_gain = acc_ft - acc_zs on the target)",
           "ood_change": "Out-of-domain change (ood_change = mean acc_ft - acc_zs on the tasks of other datasets)"}
 RANK_BY = "id_gain_norm"
+ORDER = (RANK_BY, "id_gain", "ood_change")
+TOP = 3
 
 
-def _fmt(x, digits=3) -> str:
-    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
+def _fmt(x, digits=2, sign="+") -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:{sign}.{digits}f}"
+
+
+def _count(items, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _interval(lo, hi) -> str:
-    return "-" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:.2f}, {hi:.2f}]"
+    return "-" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
-def ranking(stats: pd.DataFrame, outcome: str, seconds: pd.Series) -> pd.DataFrame:
-    """Per estimator: means over the (method, encoder) groups of one outcome, ranked by LOTO R^2."""
-    rows = stats[(stats["group_kind"] == "encoder") & (stats["outcome"] == outcome)]
-    up = rows["higher_is_better"].to_numpy()  # the interval of the direction-adjusted r
-    rows = rows.assign(pearson_boot_lo=np.where(up, rows["pearson_boot_lo"], -rows["pearson_boot_hi"]),
-                       pearson_boot_hi=np.where(up, rows["pearson_boot_hi"], -rows["pearson_boot_lo"]))
-    numeric = ["loto_r2", "loto_mae", "pearson_signed", "pearson_boot_lo", "pearson_boot_hi", "spearman_signed",
-               "kendall_signed", "wtau_signed", "r2", "ref_diff", "ref_diff_lo", "ref_diff_hi"]
-    table = rows.groupby("estimator")[numeric].mean()
-    table["groups"] = rows.groupby("estimator")["n"].size()
-    table["constant"] = rows.groupby("estimator")["constant"].sum()
-    table["ref_wins"] = rows.assign(w=(rows["ref_p_holm"] < 0.05) & (rows["ref_diff"] > 0)).groupby("estimator")["w"].sum()
-    table["ref_losses"] = rows.assign(w=(rows["ref_p_holm"] < 0.05) & (rows["ref_diff"] < 0)).groupby("estimator")["w"].sum()
-    table["seconds"] = seconds.reindex(table.index)
-    table = table.reset_index().sort_values(["loto_r2", "estimator"], ascending=[False, True], na_position="last")
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return table.reset_index(drop=True)
+def _table(body, headers) -> str:
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _ranking_markdown(table: pd.DataFrame) -> str:
+def _ranking(summary: pd.DataFrame, outcome: str, seconds: pd.Series) -> str:
     rows = []
-    for r in table.itertuples():
-        name = f"**{r.estimator}**" if r.estimator == REFERENCE else r.estimator
-        versus = "-" if r.estimator == REFERENCE or not np.isfinite(r.ref_diff) else \
-            f"{r.ref_diff:+.2f} {_interval(r.ref_diff_lo, r.ref_diff_hi)} ({int(r.ref_wins)}↑ {int(r.ref_losses)}↓)"
-        rows.append([r.rank, name + (" (baseline)" if r.estimator in BASELINES else ""), _fmt(r.loto_r2),
-                     _fmt(r.loto_mae), f"{_fmt(r.pearson_signed, 2)} {_interval(r.pearson_boot_lo, r.pearson_boot_hi)}",
-                     _fmt(r.spearman_signed, 2), _fmt(r.kendall_signed, 2), _fmt(r.wtau_signed, 2), _fmt(r.r2, 2),
-                     versus, int(r.constant), _fmt(r.seconds, 4)])
-    headers = ["#", "estimator", "LOTO R²", "LOTO MAE", "Pearson r [boot 95%]", "Spearman", "Kendall τ-b",
-               "weighted τ", "R²", f"Δρ vs {REFERENCE} [95%] (Holm-sig. ↑/↓)", "const.", "s / cell"]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    for r in summary[summary["outcome"] == outcome].itertuples():
+        name = (f"**{r.estimator}**" if r.estimator == REFERENCE else r.estimator) + \
+            (" (baseline)" if r.baseline else "")
+        versus = "-" if not np.isfinite(r.ref_diff) else (
+            f"{r.ref_diff:+.2f} {_interval(r.ref_diff_lo, r.ref_diff_hi)} p={r.ref_p_holm:.2g}"
+            + ("*" if r.ref_p_holm < 0.05 else ""))
+        ranked = np.isfinite(r.rank)
+        rows.append([int(r.rank) if ranked else "-", name, f"{_fmt(r.rho)} {_interval(r.rho_lo, r.rho_hi)}",
+                     f"{int(r.rank_lo)}–{int(r.rank_hi)}" if ranked else "-",
+                     f"{int(r.lodo_rank_min)}–{int(r.lodo_rank_max)}" if ranked else "-",
+                     "-" if not np.isfinite(r.partial) else
+                     f"{_fmt(r.partial)} {_interval(r.partial_lo, r.partial_hi)} {r.partial_positive}/{r.partial_groups}",
+                     _fmt(r.pearson), _fmt(r.kendall), _fmt(r.wtau),
+                     f"{_fmt(r.loto_skill_median)} ({r.loto_positive}/{r.loto_groups})", versus,
+                     _fmt(seconds.get(r.estimator, np.nan), 4, "")])
+    return _table(rows, ["#", "estimator", "ρ⁺ [95%]", "rank band", "LODO ranks", "partial r⁺ given acc_zs [95%] >0",
+                         "r⁺", "τ⁺", "wτ⁺", "LOTO skill⁺ (>0)", f"Δρ⁺ vs {REFERENCE} [95%] Holm p", "s / cell"])
 
 
-def _breakdown(stats: pd.DataFrame, by: str, value: str) -> str:
-    rows = stats[(stats["group_kind"] == "encoder") & (stats["outcome"] == RANK_BY)]
-    pivot = rows.groupby(["estimator", by])[value].mean().unstack(by).sort_index()
-    body = [[e] + [_fmt(v, 2) for v in row] for e, row in zip(pivot.index, pivot.to_numpy())]
-    return tabulate(body, headers=["estimator", *pivot.columns], tablefmt="github", disable_numparse=True)
+def _notes_under(summary: pd.DataFrame, outcome: str, absent: list[str], groups: int) -> list[str]:
+    rows = summary[summary["outcome"] == outcome]
+    lines = []
+    constant = [f"{r.estimator} ({r.constant})" for r in rows.itertuples() if r.constant]
+    if constant:
+        lines.append(f"Constant score or delta (correlations 0) in some of the {groups} groups: {', '.join(constant)}.")
+    unranked = sorted(set(absent) | set(rows.loc[~np.isfinite(rows["rank"]), "estimator"]))
+    if unranked:
+        lines.append(f"Not ranked (scored in no group of {MIN_N}+ tasks; Coverage says why): {', '.join(unranked)}.")
+    return [" ".join(lines), ""] if lines else []
+
+
+def _header(design: dict, n_compared: int) -> list[str]:
+    datasets = design["datasets"]
+    shared = [f"{', '.join(tasks)} share {d}'s images" for d, tasks in datasets.items() if len(tasks) > 1]
+    b = design["n_boot"]
+    return [
+        "Which zero-shot transferability estimator best predicts what fine-tuning does? Each estimator scores the",
+        "zero-shot embeddings of a task's training sample; each fine-tuning cell measures the deltas on the target's",
+        "test sample (in domain) and on the tasks of other datasets (out of domain).", "",
+        f"**What this rests on:** {len(design['tasks'])} tasks from {len(datasets)} datasets"
+        + (f" ({'; '.join(shared)})" if shared else "")
+        + f", {_count(design['encoders'], 'encoder')}, {_count(design['methods'], 'fine-tuning method')}, "
+        f"{_count(design['seeds'], 'seed')}: {design['groups']} (method, encoder) "
+        f"groups, each with its tasks as the sample. The groups are not independent (the methods of an encoder share "
+        f"one score vector, every group shares the tasks), so every interval resamples the {len(datasets)} datasets "
+        f"jointly across all groups.", "",
+        "How to read a table (one row per estimator; means are over the groups):", "",
+        "- **ρ⁺**: Spearman correlation of score and delta within a group, *oriented*: negated for an estimator "
+        "declared lower-is-better, and for ood_change (the IIMM paper expects a more transferable-looking task to "
+        "gain more and to forget more), so > 0 means the estimator predicts in the direction it is used. Rows are "
+        "ranked by its mean (bounded: one group moves it by at most 2 / groups). Deltas are exact fractions of "
+        "test-sample counts, so equal deltas tie.",
+        f"- **[95%]**: percentile interval of the aggregate itself over {b:,} cluster-bootstrap resamples: the "
+        "datasets are drawn with replacement (class-subset tasks go with their dataset), the same draw for every "
+        "group and estimator.",
+        "- **rank band**: 2.5–97.5% range of the estimator's rank over those resamples; **LODO ranks**: its best "
+        "and worst rank when one dataset is left out (see Stability).",
+        "- **partial r⁺ given acc_zs**: oriented Pearson correlation of score and delta controlling for the "
+        "target's zero-shot test accuracy (both residualised on it), mean [95%] and the groups where it is > 0: "
+        "gains are larger where zero-shot accuracy leaves more headroom, and this removes that shared part.",
+        "- **r⁺**, **τ⁺**, **wτ⁺**: oriented Pearson r, Kendall τ-b and weighted τ (scipy defaults), means.",
+        "- **LOTO skill⁺**: each task's delta predicted by a line fitted on the group's other tasks, its slope held "
+        "to the oriented direction (0 if the fit points the other way); skill = 1 − PRESS / PRESS of the "
+        "leave-one-out mean forecast, so > 0 beats predicting the other tasks' mean and 0 ties it. Median over "
+        "groups (groups > 0).",
+        f"- **Δρ⁺ vs {REFERENCE}**: mean paired difference of ρ⁺ (estimator − {REFERENCE}) [95%], and its two-sided "
+        f"bootstrap p-value, Holm-adjusted over the {n_compared} comparisons with {REFERENCE} in the same table "
+        f"(smallest attainable p: {design['smallest_p']:.2g}); * marks adjusted p < 0.05.",
+        "- **s / cell**: mean scoring time per (encoder, task) cell.", ""]
+
+
+def _stability(summary: pd.DataFrame, stability: pd.DataFrame, design: dict) -> str:
+    def top(frame, outcome):
+        ranked = frame[frame["outcome"] == outcome].sort_values(["rank", "estimator"])
+        ref = ranked.loc[ranked["estimator"] == REFERENCE, "rank"]
+        return ", ".join(ranked["estimator"].head(TOP)) + (f" ({REFERENCE} {int(ref.iloc[0])})" if len(ref) else "")
+
+    body = [["(none)"] + [top(summary[np.isfinite(summary["rank"])], o) for o in ORDER]]
+    for d, tasks in design["datasets"].items():
+        body.append([f"{d} ({_count(tasks, 'task')})"] + [top(stability[stability["left_out"] == d], o) for o in ORDER])
+    return _table(body, ["left out", *[f"{o}: top {TOP} by ρ⁺ ({REFERENCE}'s rank)" for o in ORDER]])
+
+
+def _headroom(groups: pd.DataFrame) -> list[str]:
+    enc = groups[(groups["group_kind"] == "encoder") & groups["r_delta_zs"].notna()]
+    if enc.empty:
+        return ["No zero-shot accuracy in the outcomes: no partial correlations.", ""]
+    per_group = enc.drop_duplicates(["outcome", "method", "group"])
+    means = per_group.groupby("outcome")["r_delta_zs"].agg(["mean", "min", "max"])
+    text = ", ".join(f"{o} {means.loc[o, 'mean']:+.2f} [{means.loc[o, 'min']:+.2f}, {means.loc[o, 'max']:+.2f}]"
+                     for o in ORDER if o in means.index)
+    scores = enc[enc["outcome"] == RANK_BY].groupby(["estimator", "group"])["r_score_zs"].first().unstack("group")
+    body = [[e] + [_fmt(v) for v in row] for e, row in zip(scores.index, scores.to_numpy())]
+    return [f"Pearson r of each delta with the target's zero-shot test accuracy, mean [min, max] over the groups: "
+            f"{text}. The scores correlate with it too (below: r of each estimator's raw score with zero-shot "
+            f"accuracy, per encoder), so part of any score-delta correlation is this shared headroom; the partial "
+            f"r⁺ columns above hold it fixed.", "", _table(body, ["estimator", *scores.columns]), ""]
+
+
+def _breakdown(groups: pd.DataFrame, by: str) -> str:
+    rows = groups[(groups["group_kind"] == "encoder") & (groups["outcome"] == RANK_BY)]
+    pivot = rows.groupby(["estimator", by])["spearman_signed"].mean().unstack(by).sort_index()
+    body = [[e] + [_fmt(v) for v in row] for e, row in zip(pivot.index, pivot.to_numpy())]
+    return _table(body, ["estimator", *pivot.columns])
+
+
+def _coverage(table: pd.DataFrame) -> str:
+    body = [[r.estimator, f"{r.scored} of {r.cells}", (r.not_scored or "-").replace("|", "/")]
+            for r in table.itertuples()]
+    return _table(body, ["estimator", "scored (encoder, task) cells", "not scored: why"])
 
 
 def _outcome_summary(outcomes: pd.DataFrame) -> str:
@@ -78,39 +162,33 @@ def _outcome_summary(outcomes: pd.DataFrame) -> str:
         cells = [f"{g[o].mean():+.3f} [{g[o].min():+.2f}, {g[o].max():+.2f}]" for o in ("id_gain", "ood_change")]
         body.append([method, cells[0], f"{int((g['id_gain'] > 0).sum())}/{len(g)}", cells[1],
                      f"{int((g['ood_change'] < 0).sum())}/{len(g)}"])
-    return tabulate(body, headers=["method", "id_gain mean [min, max]", "cells with id_gain > 0",
-                                   "ood_change mean [min, max]", "cells with ood_change < 0"],
-                    tablefmt="github", disable_numparse=True)
+    return _table(body, ["method", "id_gain mean [min, max]", "cells with id_gain > 0", "ood_change mean [min, max]",
+                         "cells with ood_change < 0"])
 
 
-def _provenance(collected: dict, suite: str | None) -> str:
-    cells, outcome_cells = collected["score_cells"], collected["outcome_cells"]
-    outcomes = collected["outcomes"]
-    versions = {}
-    for r in cells + outcome_cells:
-        versions.update(r.get("versions", {}))
-    dates = sorted(r.get("date", "") for r in cells + outcome_cells)
-    n_train = sorted({r["n_train"] for r in cells})
-    lines = [f"- suite: `{suite or 'unknown'}`",
-             f"- encoders: {', '.join(sorted({r['encoder'] for r in cells}))}",
-             f"- tasks: {', '.join(sorted({r['task'] for r in cells}))}",
-             f"- methods: {', '.join(sorted(set(outcomes['method']))) or '-'}",
-             f"- seeds: {', '.join(map(str, sorted(set(outcomes['seed'])))) or '-'}",
-             f"- n: {len(cells)} score cells (train sample {n_train}), {len(outcome_cells)} fine-tuning cells",
-             f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(versions.items())) or '-'}",
-             f"- newest result: {dates[-1] if dates else '-'}"]
-    return "\n".join(lines)
+def _provenance(p: dict, suite: str | None) -> str:
+    def listed(values):
+        return ", ".join(map(str, values)) or "-"
+
+    counts = f"{p['score_cells'] if p['score_cells'] is not None else '-'} score cells"
+    if p.get("n_train"):
+        counts += f" (train sample {p['n_train']})"
+    return "\n".join([f"- suite: `{suite or 'unknown'}`", f"- encoders: {listed(p['encoders'])}",
+                      f"- tasks: {listed(p['tasks'])}", f"- methods: {listed(p['methods'])}",
+                      f"- seeds: {listed(p['seeds'])}", f"- n: {counts}, {p['outcome_cells']} fine-tuning cells",
+                      f"- versions: {listed(f'{k} {v}' for k, v in sorted(p['versions'].items()))}",
+                      f"- newest result: {p['newest'] or '-'}"])
 
 
-def scatter_png(collected: dict, outcome: str) -> bytes:
+def scatter_png(scores: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> bytes:
     """One panel per estimator: score vs seed-averaged delta, coloured by encoder, least-squares line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    outcomes = collected["outcomes"].groupby(["encoder", "method", "task"], as_index=False)[outcome].mean()
-    data = collected["scores"].merge(outcomes, on=["encoder", "task"])
+    means = outcomes.groupby(["encoder", "method", "task"], as_index=False)[outcome].mean()
+    data = scores.merge(means, on=["encoder", "task"])
     names = sorted(set(data["estimator"]))
     encoders = sorted(set(data["encoder"]))
     colours = dict(zip(encoders, plt.get_cmap("tab10").colors))
@@ -140,53 +218,58 @@ def scatter_png(collected: dict, outcome: str) -> bytes:
     return buffer.getvalue()
 
 
-def build(results: Path, out: Path, suite: str | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Write ``leaderboard.md``, ``stats.csv``, ``scores.csv``, ``outcomes.csv`` and plots into ``out``."""
-    collected = collect(results)
+def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
+          from_tables: bool = False) -> dict:
+    """Write ``leaderboard.md``, ``stats.csv`` (per group), ``summary.csv`` (per outcome x estimator),
+    ``stability.csv`` (one dataset left out), the board tables (``leaderboard.tables``) and plots
+    into ``out``. ``source``: a results folder of cells, or with ``from_tables`` a board folder."""
+    from estimators import estimator_class, list_estimators
+
+    collected = read_tables(source) if from_tables else collect(source)
     missing = completeness(collected)
-    suite = suite or ",".join(sorted({r["suite"] for r in collected["score_cells"] if "suite" in r})) or None
+    suite = suite or collected["provenance"]["suite"]
     out = Path(out)
-    seconds = collected["seconds"].groupby("estimator")["seconds"].mean()
+    scores, outcomes = collected["scores"], collected["outcomes"]
+    seconds = scores.groupby("estimator")["seconds"].mean()
+    registered = list_estimators()
+    cover = coverage(collected, registered, {n for n in registered if estimator_class(n).pool_relative})
     parts = [f"# transferbench leaderboard — suite `{suite or 'unknown'}`", ""]
     if missing:
         parts += [f"> **PARTIAL** results: missing {'; '.join(missing)}. The tables cover what exists.", ""]
-    stats = None
-    if not collected["outcomes"].empty and not collected["scores"].empty:
-        stats = evaluate(collected["scores"], collected["outcomes"], n_boot=n_boot, seed=seed)
-        parts += [
-            "Which zero-shot transferability estimator best predicts what fine-tuning does? Each estimator",
-            "scores the zero-shot embeddings of a task's training sample; each fine-tuning cell measures the",
-            "deltas. Per encoder, across tasks, we fit delta = a + b * score and predict every task from the",
-            "others (**leave-one-task-out predictive R²**, the paper's practical use: predict the gain on a new",
-            "task from a few fine-tuned ones). Rows are ranked by it; every column is the mean over the",
-            "(method, encoder) groups. Correlations are direction-adjusted (an estimator declared",
-            "lower-is-better is negated). Intervals: mean of the per-group 95% bootstrap intervals (tasks",
-            f"resampled, {n_boot} draws). Δρ: Spearman difference to {REFERENCE} on the same resamples; ↑/↓ count",
-            "the groups where it is significant after Holm correction.", ""]
-        for outcome in (RANK_BY, "id_gain", "ood_change"):
-            parts += [f"## {TITLES[outcome]}", "", _ranking_markdown(ranking(stats, outcome, seconds)), ""]
-        parts += ["For `ood_change` the paper expects a *negative* correlation for IIMM (more gain, more "
-                  "forgetting): there a large negative r is predictive too.", "",
-                  f"## Per fine-tuning method (LOTO R² on {RANK_BY}, mean over encoders)", "",
-                  _breakdown(stats, "method", "loto_r2"), "",
-                  f"## Per encoder (signed Pearson r on {RANK_BY}, mean over methods)", "",
-                  _breakdown(stats, "group", "pearson_signed"), "",
-                  "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "",
-                  _outcome_summary(collected["outcomes"]), ""]
+    evaluation = None
+    if not outcomes.empty and not scores.empty:
+        evaluation = evaluate(scores[list(SCORE_COLUMNS)], outcomes[["encoder", "method", "task", "seed", *EXACT]],
+                              n_boot=n_boot, seed=seed)
+        summary, groups = evaluation.summary, evaluation.groups
+        n_compared = int(summary.groupby("outcome")["ref_p"].count().max()) if len(summary) else 0
+        parts += _header(evaluation.design, n_compared)
+        floats = outcomes.astype({c: float for c in EXACT})
+        for outcome in ORDER:
+            absent = sorted(set(cover["estimator"]) - set(summary.loc[summary["outcome"] == outcome, "estimator"]))
+            parts += [f"## {TITLES[outcome]}", "", _ranking(summary, outcome, seconds), "",
+                      *_notes_under(summary, outcome, absent, evaluation.design["groups"])]
+        parts += ["## Stability: one dataset left out", "",
+                  "The top of each table when one dataset (with its class-subset tasks) is left out; the rank "
+                  "bands and LODO ranks above summarise the same question for every row.", "",
+                  _stability(summary, evaluation.stability, evaluation.design), "",
+                  "## Headroom: zero-shot accuracy", "", *_headroom(groups),
+                  f"## Per fine-tuning method (ρ⁺ on {RANK_BY}, mean over encoders)", "", _breakdown(groups, "method"), "",
+                  f"## Per encoder (ρ⁺ on {RANK_BY}, mean over methods)", "", _breakdown(groups, "group"), "",
+                  "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "", _outcome_summary(floats), ""]
         for outcome in OUTCOMES:
-            atomic_write_bytes(out / "plots" / f"scatter_{outcome}.png", scatter_png(collected, outcome))
+            atomic_write_bytes(out / "plots" / f"scatter_{outcome}.png", scatter_png(scores, floats, outcome))
         parts += ["## Plots", ""] + [f"![{o}](plots/scatter_{o}.png)" for o in OUTCOMES] + [""]
-        atomic_write_bytes(out / "stats.csv", stats.to_csv(index=False, float_format="%.10g").encode())
-    parts += ["## Estimator run time (seconds per cell, mean)", "",
-              tabulate([[k, _fmt(v, 4)] for k, v in seconds.sort_values().items()],
-                       headers=["estimator", "seconds"], tablefmt="github", disable_numparse=True), "",
-              "## Provenance", "", _provenance(collected, suite), "",
+        for name, frame in (("stats", groups), ("summary", summary), ("stability", evaluation.stability)):
+            atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.10g").encode())
+    parts += ["## Coverage: every registered estimator", "", _coverage(cover), "",
+              "## Estimator run time (seconds per cell, mean)", "",
+              _table([[k, _fmt(v, 4, "")] for k, v in seconds.sort_values(kind="stable").items()], ["estimator", "seconds"]),
+              "", "## Provenance", "", _provenance(collected["provenance"], suite), "",
               "Notes: the source model of LEEP and NCE is the encoder's own zero-shot classifier over the "
               "task's class prompts, softmax(logit_scale · image @ text.T) (NCE uses its argmax). "
-              f"Baselines ({', '.join(sorted(BASELINES))}) are ranked beside the estimators.", ""]
+              f"Baselines ({', '.join(sorted(BASELINES))}) are ranked beside the estimators. Every number is in "
+              "stats.csv (per group), summary.csv (per estimator) and stability.csv; the board rebuilds from its "
+              "own tables: `python -m benchmark leaderboard --tables DIR --out DIR`.", ""]
     atomic_write_bytes(out / "leaderboard.md", "\n".join(parts).encode())
-    atomic_write_bytes(out / "scores.csv", collected["seconds"].sort_values(["estimator", "encoder", "task"])
-                       .to_csv(index=False, float_format="%.10g").encode())
-    atomic_write_bytes(out / "outcomes.csv", collected["outcomes"].sort_values(["encoder", "method", "task", "seed"])
-                       .to_csv(index=False, float_format="%.10g").encode())
-    return {"missing": missing, "stats": stats, "seconds": seconds, "path": out / "leaderboard.md"}
+    write_tables(collected, out)
+    return {"missing": missing, "evaluation": evaluation, "seconds": seconds, "path": out / "leaderboard.md"}

@@ -1,7 +1,6 @@
-"""``Task`` (one JSON file of ``definitions/``) and ``TaskSplit`` (images and labels of one split)."""
+"""``Task`` (what one task file describes) and ``TaskSplit`` (images and labels of one split)."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +51,15 @@ class Task:
     variant keeps, in the order of ``classnames``; labels are re-indexed to 0..K-1.
     ``dataset`` names the dataset the images come from: the task's own id, or for a
     class-subset variant its parent's (tasks sharing it are not out-of-domain for each other).
+    ``data_digest``: for a user's image folder, the sha256 of its listing (file names and sizes),
+    so that caches and result cells follow its content; empty for the registered tasks, whose
+    ``version`` says when their data change.
     """
 
     id: str
     version: int
     classnames: tuple[str, ...]
     templates: tuple[str, ...]
-    suites: tuple[str, ...]
     source: str
     loader: str
     loader_args: Mapping[str, Any] = field(hash=False)
@@ -68,6 +69,7 @@ class Task:
     description: str = ""
     how_to_get: str = ""
     dataset: str = ""
+    data_digest: str = ""
 
     @property
     def n_classes(self) -> int:
@@ -128,43 +130,3 @@ class Task:
         raise TaskUnavailable(f"task {self.id!r} is unavailable: {problem}{hint}")
 
 
-_FIELDS = {"id", "version", "classnames", "templates", "suites", "source", "loader", "loader_args", "splits",
-           "class_subset", "fallback", "description", "how_to_get", "parent"}
-
-
-def read_definitions(folder: Path) -> list[Task]:
-    """Every ``*.json`` task file of ``folder``; a file with ``"parent"`` inherits the parent's
-    fields and names a ``class_subset`` among the parent's class names."""
-    specs = {}
-    for path in sorted(folder.glob("*.json")):
-        spec = json.loads(path.read_text(encoding="utf-8"))
-        unknown = set(spec) - _FIELDS
-        if unknown or spec.get("id") != path.stem:
-            raise ValueError(f"{path}: id must equal the file name; unknown fields: {sorted(unknown)}")
-        specs[path.stem] = spec
-    return [_task(_resolve(spec, specs)) for spec in specs.values()]
-
-
-def _resolve(spec: dict, specs: dict) -> dict:
-    if "parent" not in spec:
-        return spec
-    parent = _resolve(specs[spec["parent"]], specs)
-    indices = [parent["classnames"].index(name) for name in spec["class_subset"]]
-    base = {k: v for k, v in parent.items() if k != "description"}
-    return {**base, **{k: v for k, v in spec.items() if k != "parent"},
-            "class_subset": indices, "classnames": spec["class_subset"], "dataset": parent.get("dataset", parent["id"])}
-
-
-def _task(spec: dict) -> Task:
-    bad = [t for t in spec["templates"] if "{c}" not in t]
-    if bad or not spec["classnames"]:
-        raise ValueError(f"task {spec['id']!r}: needs class names and '{{c}}' in every template (bad: {bad})")
-    subset = spec.get("class_subset")
-    return Task(
-        id=spec["id"], version=int(spec["version"]), classnames=tuple(spec["classnames"]),
-        templates=tuple(spec["templates"]), suites=tuple(spec["suites"]), source=spec["source"],
-        loader=spec["loader"], loader_args=dict(spec.get("loader_args", {})),
-        splits=dict(spec["splits"]), class_subset=tuple(subset) if subset else None,
-        fallback=spec.get("fallback"),
-        description=spec.get("description", ""), how_to_get=spec.get("how_to_get", ""),
-        dataset=spec.get("dataset", spec["id"]))

@@ -3,7 +3,7 @@
 Everything is read under the data root in torchvision's layout (as the IIMM
 reference code's ``./data``). ``download`` is passed through to torchvision and
 is False unless the user allows downloads. torchvision is imported lazily, and
-only through ``encoders.torchvision_compat.import_torchvision``.
+only through ``tasks.torchvision_compat.import_torchvision``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .loaders import LOADERS, Pool, TaskUnavailable
 
 def open_dataset(name: str, location: Path, download: bool, downloadable: bool = True, **kwargs):
     """``torchvision.datasets.<name>(root=location, download=download, **kwargs)``, or TaskUnavailable."""
-    from encoders.torchvision_compat import import_torchvision
+    from .torchvision_compat import import_torchvision
 
     datasets = import_torchvision().datasets
     download = download and downloadable

@@ -17,6 +17,16 @@ if SHARED_DATA.is_dir():
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests run only when the marker expression asks for them (``-m slow``)."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with `-m slow`")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
+
+
 def make_embeddings(kind: str, n_per_class: int = 20, n_classes: int = 4, dim: int = 16,
                     seed: int = 0, **meta) -> EmbeddingSet:
     """``separable``: tight clusters around orthogonal class centres, class prompts at the centres.

@@ -266,7 +266,7 @@ def accept_fake_md5(patch) -> None:
     """torchvision checks the CIFAR-100, STL-10 and SVHN files against the md5 of the real data;
     with ``patch`` (a ``pytest.MonkeyPatch``) that check runs without the md5 (the file must still
     be there), as in torchvision's own dataset tests."""
-    from encoders.torchvision_compat import import_torchvision
+    from tasks.torchvision_compat import import_torchvision
 
     datasets = import_torchvision().datasets
     for module in (datasets.cifar, datasets.stl10, datasets.svhn):

@@ -137,7 +137,7 @@ TINY_CONFIGS = {
 
 def test_open_clip_wrapper_keeps_siglip_bias_and_coca_contrastive_towers(tmp_path):
     from encoders.open_clip_encoder import open_clip_encoder
-    from encoders.torchvision_compat import import_open_clip
+    from tasks.torchvision_compat import import_open_clip
 
     open_clip = import_open_clip()
     for name, cfg in TINY_CONFIGS.items():

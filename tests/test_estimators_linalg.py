@@ -1,7 +1,7 @@
 """LogME, H-score, regularised H-score, TransRate and GBC against published values and brute force.
 
 Golden Iris values come from independent implementations (transformer-ranker's tests,
-TLlib, google stable_transfer; see shared/research/anchors.md section 2.1). The brute-force
+TLlib, google stable_transfer), each cross-checked against the others. The brute-force
 checks write each definition out directly (dense D x D matrices, scipy optimisation,
 explicit loops over class pairs) and never call the code under test to get the expectation.
 """

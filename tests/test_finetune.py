@@ -23,11 +23,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.finetune import (MINI, SMOKE, Examples, FinetuneConfig, finetune, finetune_preset,
-                                seed_everything)
-from benchmark.methods import (ResidualAdapter, get_method, list_methods, original_name,
-                               trainable, trainable_counts)
-from benchmark.outcomes import cell_deltas, deltas, outcome_path, run_outcome
+from benchmark.deltas import cell_deltas, deltas
+from benchmark.finetune import Examples, finetune, seed_everything
+from benchmark.finetune_config import FinetuneConfig
+from benchmark.methods import get_method, list_methods
+from benchmark.outcomes import outcome_path, run_outcome
+from benchmark.suites import get_suite
+from benchmark.tuned import ResidualAdapter, trainable_counts
 from encoders import Encoder, get_encoder
 from encoders.extract import encode_images
 from estimators.embedding_set import l2_normalise
@@ -38,6 +40,7 @@ from tasks import get_task
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRANSFERBENCH_DATA") or REPO.parent / "shared" / "data")
 METHODS = ["full", "bitfit", "attention", "lora", "clip_adapter"]
+SMOKE, MINI = get_suite("smoke").finetune, get_suite("mini").finetune
 FAST = dataclasses.replace(SMOKE, lr=1e-2, epochs=1, batch_size=20)  # large steps: every update shows
 
 
@@ -66,46 +69,10 @@ def test_unknown_method_suggests_close_names():
     with pytest.raises(UnknownName, match="did you mean 'lora'"):
         get_method("lroa")
     with pytest.raises(UnknownName, match="did you mean 'mini'"):
-        finetune_preset("minii")
+        get_suite("minii")
 
 
-# -- what each method trains --------------------------------------------------------------
-@pytest.mark.parametrize("name", METHODS)
-def test_trains_exactly_what_it_claims(name, digits):
-    encoder = get_encoder("smoke")
-    before = {n: p.detach().clone() for n, p in encoder.model.named_parameters()}
-    seed_everything(0)
-    method = get_method(name)
-    tuned = method.prepare(encoder, FAST.for_method(method))
-    claimed = {n: p.detach().clone() for n, p in trainable(tuned).items()}
-    counts = trainable_counts(tuned)
-    assert sum(counts.values()) == sum(p.numel() for p in claimed.values()) > 0
-    finetune(tuned, encoder, get_task("digits"), digits, FAST, progress=False)
-
-    after = dict(tuned.named_parameters())
-    for n, value in claimed.items():  # every claimed tensor moved
-        assert not torch.equal(after[n], value), f"{name}: {n} did not change"
-    frozen = {original_name(n.removeprefix("model.")): p for n, p in after.items()
-              if n.startswith("model.") and n not in claimed}
-    claimed_backbone = {n.removeprefix("model.") for n in claimed} & set(before)
-    assert set(frozen) == set(before) - claimed_backbone
-    for n, p in frozen.items():  # every other parameter is bit-identical
-        assert torch.equal(p, before[n]), f"{name}: frozen {n} changed"
-
-
-def test_claimed_sets_per_method():
-    def names(method):
-        return set(trainable(_prepared(method)[1]))
-
-    assert not any(n.endswith("logit_scale") for n in names("full"))
-    assert all(n.rsplit(".", 1)[-1].endswith("bias") for n in names("bitfit"))
-    assert {n.split(".")[-1] for n in names("attention")} == {"in_proj_weight"}
-    assert len(names("attention")) == 4  # 2 blocks x 2 towers
-    assert {n.rsplit(".", 2)[-2] + "." + n[-1] for n in names("lora")} == {"A.q", "A.v", "B.q", "B.v"}
-    assert {n.split(".")[0] for n in names("clip_adapter")} == {"image_head", "text_head"}
-    assert trainable_counts(_prepared("lora")[1]) == {"image": 2 * 2 * 2 * 4 * 64, "text": 2 * 2 * 2 * 4 * 64}
-
-
+# -- what the methods add (what each trains: test_method_contract.py) ----------------------
 def test_lora_leaves_outputs_unchanged_at_init(digits):
     encoder = get_encoder("smoke")
     pixels = torch.stack([encoder.preprocess(im) for im in digits.images[:4]])
@@ -224,14 +191,24 @@ def test_config_overrides_sweep_and_spec():
     config = dataclasses.replace(SMOKE, overrides={"lora": {"lr": 0.5, "lora_rank": 2}},
                                  sweep={"lr": (1e-3, 1e-2), "lora_rank": (2, 8)})
     lora, full = get_method("lora"), get_method("full")
-    assert config.for_method(lora).lr == 0.5 and config.for_method(lora).lora_rank == 2
-    assert len(config.for_method(lora).grid()) == 4 and len(config.for_method(full).grid()) == 2
+    assert config.for_method(lora).lr == 0.5 and config.for_method(lora).method_args == {"lora_rank": 2,
+                                                                                         "lora_scale": 0.2}
+    assert config.for_method(full).lr == SMOKE.lr and config.for_method(full).method_args == {}
+    assert config.for_method(lora).for_method(lora) == config.for_method(lora)
+    assert [(p.lr, p.method_args["lora_rank"]) for p in config.for_method(lora).grid()] == \
+        [(1e-3, 2), (1e-2, 2), (1e-3, 8), (1e-2, 8)]  # settings by name: lora_rank outer, lr inner
+    assert len(config.for_method(full).grid()) == 2
     assert "lora_rank" not in config.for_method(full).spec(full)
     assert config.for_method(lora).spec(lora)["sweep"] == {"lora_rank": [2, 8], "lr": [0.001, 0.01]}
-    with pytest.raises(InvalidInput, match="unknown field"):
+    assert config.spec(lora)["lora_rank"] == 2 and config.spec(lora)["lora_scale"] == 0.2
+    with pytest.raises(InvalidInput, match="'overrides.lora.rank': unknown setting"):
         dataclasses.replace(SMOKE, overrides={"lora": {"rank": 2}})
-    with pytest.raises(InvalidInput, match="optimizer"):
+    with pytest.raises(InvalidInput, match="'overrides.full.lora_rank': is a hyper-parameter of method 'lora'"):
+        dataclasses.replace(SMOKE, overrides={"full": {"lora_rank": 2}})
+    with pytest.raises(InvalidInput, match="'optimizer': must be one of adamw, sgd"):
         dataclasses.replace(SMOKE, optimizer="adam")
+    with pytest.raises(InvalidInput, match="'lora_rank': method 'lora': lora_rank must be an integer >= 1"):
+        dataclasses.replace(SMOKE, sweep={"lora_rank": (4, 0)}).for_method(lora)
 
 
 def test_deltas():
@@ -279,7 +256,9 @@ KILLED_CELL = textwrap.dedent("""
     import sys
 
     import benchmark.outcomes as outcomes
-    from benchmark.finetune import SMOKE
+    from benchmark.suites import get_suite
+
+    SMOKE = get_suite("smoke").finetune
 
     real = outcomes.finetune
     def announced(*args, **kwargs):

@@ -29,7 +29,9 @@ def test_matches_brute_force(n, d, c, seed):
 
 
 def test_published_tiny_example():
-    """X = [e1, e2, (e1+e2)/sqrt 2], T = [e1, e2], y = [0, 1, 0] -> 0.35355339 (verified in anchors.md)."""
+    """X = [e1, e2, (e1+e2)/sqrt 2], T = [e1, e2], y = [0, 1, 0] -> 0.35355339. By hand: the inter-modal term
+    averages each image's similarity to the other class, (0 + 0 + 1/sqrt 2) / 3; the intra-image term the pairs,
+    (0 + 1/sqrt 2 + 1/sqrt 2) / 3; IIMM is their mean, 1 / (2 sqrt 2)."""
     image = np.array([[1, 0], [0, 1], [1, 1]], float)
     emb = EmbeddingSet.create(image, [0, 1, 0], text=np.eye(2))
     assert get_estimator("iimm").score(emb) == pytest.approx(0.35355339, abs=1e-7)

@@ -15,9 +15,10 @@ from PIL import Image
 
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName
+from benchmark.suites import builtin_suites
 from tasks import LOADERS, TASKS, TaskUnavailable, balanced_indices, data_root, get_task, list_tasks
 from tasks.sampling import class_quotas
-from tasks.task import read_definitions
+from tasks.task_file import read_definitions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRANSFERBENCH_DATA") or REPO.parent / "shared" / "data")
@@ -61,14 +62,13 @@ def root() -> Path:
 
 
 def test_suites_hold_the_expected_tasks():
-    assert set(MINI) <= set(list_tasks(suite="mini"))
-    from benchmark.suites import SUITES
-
-    mini = SUITES.get("mini").tasks
-    assert sorted(mini) == sorted(MINI) and len(mini) == 12
-    assert len({get_task(t).dataset for t in mini}) == 10
-    assert list_tasks(suite="paper") == sorted(PAPER)
+    suites = builtin_suites()
+    assert set(MINI) <= set(suites["mini"].tasks)
+    assert sorted(suites["paper"].tasks) == sorted(PAPER)
+    mini = suites["mini"].tasks
+    assert len(mini) == 12 and len({get_task(t).dataset for t in mini}) == 10
     assert list_tasks("cifar10_*") == ["cifar10_animals", "cifar10_vehicles"]
+    assert {t for s in suites.values() for t in s.tasks} == set(TASKS.names())  # every registered task has a suite
 
 
 @pytest.mark.parametrize("name", ["imagenette", "imagewoof"])
@@ -83,7 +83,6 @@ def test_definition_contract(name):
     assert task.id == name and task.version >= 1 and task.source
     assert task.n_classes == CLASS_COUNTS.get(name, task.n_classes) == len(set(task.classnames))
     assert all(c.strip() == c and c for c in task.classnames)
-    assert set(task.suites) <= {"mini", "paper"} and task.suites
     assert set(task.splits) == {"train", "test"} and all(v > 0 for v in task.splits.values())
     assert task.loader in LOADERS
     assert all(t.count("{c}") == 1 for t in task.templates)
@@ -267,11 +266,14 @@ def test_data_root_order(monkeypatch, tmp_path):
 
 
 def test_definition_files_are_validated(tmp_path):
-    (tmp_path / "bad.json").write_text('{"id": "bad", "colour": "red"}')
-    with pytest.raises(ValueError, match="unknown fields"):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"id": "bad", "colour": "red"}')
+    with pytest.raises(InvalidInput, match=f"task file {bad}: key 'colour': unknown key"):
         read_definitions(tmp_path)
-    (tmp_path / "bad.json").write_text(
-        '{"id": "bad", "version": 1, "classnames": ["a"], "templates": ["no placeholder"], "suites": [],'
-        ' "source": "", "loader": "tar", "splits": {}}')
-    with pytest.raises(ValueError, match=r"'\{c\}' in every template"):
+    bad.write_text('{"id": "bad", "version": 1, "classnames": ["a"], "templates": ["no placeholder"],'
+                   ' "source": "", "loader": "tar", "splits": {"train": 1, "test": 1}}')
+    with pytest.raises(InvalidInput, match=f"task file {bad}: key 'templates': .* with {{c}} where the class name"):
+        read_definitions(tmp_path)
+    bad.write_text('{"id": "other", "version": 1}')
+    with pytest.raises(InvalidInput, match="key 'id': must be the file name 'bad'"):
         read_definitions(tmp_path)

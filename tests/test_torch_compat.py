@@ -1,4 +1,4 @@
-"""torchvision with any torch build (encoders.torchvision_compat), and commands without it.
+"""torchvision with any torch build (tasks.torchvision_compat), and commands without it.
 
 Each case runs in a fresh interpreter: an operator registration or a failed import cannot
 be undone inside one process. The newest torch/torchvision pair that an unpinned install
@@ -37,7 +37,7 @@ def python(code_or_args, tmp_path: Path, block_torchvision: bool = False) -> sub
 
 
 def test_imports_torchvision_with_the_installed_torch(tmp_path):
-    done = python("from encoders.torchvision_compat import import_open_clip, import_torchvision\n"
+    done = python("from tasks.torchvision_compat import import_open_clip, import_torchvision\n"
                   "tv = import_torchvision(); oc = import_open_clip()\n"
                   "from torchvision.transforms import v2\n"
                   "import torch; print(torch.__version__, tv.__version__, callable(oc.create_model))", tmp_path)
@@ -55,7 +55,7 @@ def test_operators_already_defined_are_not_defined_again(tmp_path):
               "lib = torch.library.Library('torchvision', 'DEF')\n"
               "lib.define('nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
               "lib.define('qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor')\n")
-    done = python(("" if native else define) + "from encoders.torchvision_compat import import_torchvision\n"
+    done = python(("" if native else define) + "from tasks.torchvision_compat import import_torchvision\n"
                   "print(import_torchvision().__name__)", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "torchvision"
@@ -65,7 +65,7 @@ def test_a_half_imported_torchvision_is_imported_again(tmp_path):
     """A plain ``import torchvision`` that failed leaves submodules behind; the shim still works."""
     done = python("import sys\n"
                   "try:\n    import torchvision\nexcept RuntimeError:\n    pass\n"
-                  "from encoders.torchvision_compat import import_torchvision\n"
+                  "from tasks.torchvision_compat import import_torchvision\n"
                   "tv = import_torchvision(); print(tv.datasets.MNIST.__name__)", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "MNIST"

@@ -17,14 +17,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.finetune import (MINI, ClassPrompts, Examples, cached_image_batch, finetune, make_optimizer,
-                                seed_everything, zero_shot_logits)
-from benchmark.methods import backbone_trains, get_method, list_methods, trainable
+from benchmark.finetune import (ClassPrompts, Examples, cached_image_batch, finetune, make_optimizer, seed_everything,
+                                zero_shot_logits)
+from benchmark.methods import get_method, list_methods
+from benchmark.suites import get_suite
+from benchmark.tuned import backbone_trains, trainable
 from encoders import get_encoder
 from encoders.extract import embed, pixel_batches
 from tasks import get_task
 
 N_TRAIN, STEPS, BATCH = 200, 6, 32
+MINI = get_suite("mini").finetune
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,116 @@
+"""The house: the import graph of the project's modules (read with ``ast``, function-level imports
+included) has no cycle and follows the data flow of DESIGN.md, and only the modules that build or
+train a model import torch (checked on the graph and, in a fresh interpreter, on ``sys.modules``)."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("estimators", "tasks", "encoders", "benchmark", "leaderboard")
+#: The command layer drives the grid and renders the board: it may import every package.
+COMMANDS = {"benchmark.__main__", "benchmark.cli", "benchmark.check", "benchmark.run"}
+#: Upstream to downstream (DESIGN.md, "Data flow"): a module imports only its own layer or those before it.
+LAYERS = ("estimators", "tasks", "encoders", "benchmark", "leaderboard", "commands")
+#: The modules that build or train models, the only ones whose import loads torch.
+TORCH = {"encoders.conse", "encoders.fold", "encoders.open_clip_encoder", "encoders.rehearsal", "encoders.smoke", "benchmark.finetune",
+         "benchmark.outcomes", "benchmark.tuned"}
+TORCH_ROOTS = {"torch", "torchvision", "open_clip", "timm", "transformers"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports(name: str, path: Path, known: set[str]) -> tuple[set[str], set[str], set[str]]:
+    """(project modules imported anywhere in the file, those imported at module level, third-party
+    top-level packages imported at module level)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    top = {id(node) for node in tree.body}
+    every, eager, external = set(), set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            own = [target.rsplit(".", k)[0] for k in range(target.count(".") + 1)]  # a.b.c, a.b, a
+            hits = {m for m in own if m in known and not package.startswith(m)}  # its own packages are loading
+            every |= hits
+            if id(node) in top:
+                eager |= hits
+                if target.split(".")[0] not in PACKAGES:
+                    external.add(target.split(".")[0])
+    return every - {name}, eager - {name}, external
+
+
+def graph():
+    found = modules()
+    return {name: imports(name, path, set(found)) for name, path in found.items()}
+
+
+def layer(module: str) -> int:
+    return LAYERS.index("commands" if module in COMMANDS else module.split(".")[0])
+
+
+def test_no_module_imports_itself_back_through_others():
+    edges = {name: every for name, (every, _, _) in graph().items()}
+    state, path = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(edges[node]):
+            assert state.get(nxt) != "open", "import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt])
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+
+
+def test_packages_import_upstream_only():
+    wrong = [f"{a} -> {b}" for a, (every, _, _) in graph().items() for b in every if layer(b) > layer(a)]
+    assert wrong == []
+
+
+def test_only_the_model_modules_load_torch():
+    found = graph()
+    loads = {name for name, (_, _, external) in found.items() if external & TORCH_ROOTS}
+    changed = True
+    while changed:  # ... or import, at module level, a module that does
+        reached = {name for name, (_, eager, _) in found.items() if eager & loads}
+        changed = not reached <= loads
+        loads |= reached
+    assert loads == TORCH
+
+
+def test_the_light_commands_and_modules_load_no_torch_in_a_fresh_interpreter(tmp_path):
+    light = sorted(set(modules()) - TORCH - {"benchmark.__main__"})
+    code = (f"import importlib, sys\nfor m in {light!r}:\n    importlib.import_module(m)\n"
+            "from benchmark.cli import main\n"
+            "for what in ('estimators', 'tasks', 'methods', 'suites'):\n    assert main(['ls', what]) == 0\n"
+            "from benchmark.suites import get_suite\nget_suite('paper')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in " f"{sorted(TORCH_ROOTS)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -1,0 +1,167 @@
+"""The leaderboard from synthetic result cells: exact deltas, a board that rebuilds byte for byte
+from its own tables, the recovery of an older outcomes.csv, and every estimator accounted for."""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.results import cell_path, write_cell
+from estimators import InvalidInput, list_estimators
+from leaderboard import build
+from leaderboard.tables import read_tables
+
+TASKS = ["cifar10", "cifar10_animals", "digits", "mnist", "notmnist", "pneumoniamnist"]
+N_TEST = {t: 468 if t == "pneumoniamnist" else 500 for t in TASKS}  # pneumoniamnist: 234 per class
+N_OOD = 50
+
+
+def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora")):
+    """Score and outcome cells of a small grid; logme fails on 2 cells, leep is skipped on one."""
+    rng = np.random.default_rng(0)
+    for e in encoders:
+        for t in TASKS:
+            scores = {name: {"score": float(rng.normal()), "seconds": 0.001} for name in ("iimm", "leep", "random")}
+            failed = {"logme": "ValueError: score is NaN"} if (e, t) in {("e1", "mnist"), ("e2", "digits")} else {}
+            if not failed:
+                scores["logme"] = {"score": float(rng.normal()), "seconds": 0.002}
+            skipped = {"leep": "needs logit_scale"} if (e, t) == ("e3", "notmnist") else {}
+            for name in skipped:
+                del scores[name]
+            record = {"suite": "toy", "encoder": e, "task": t, "n_train": 100, "scores": scores, "skipped": skipped,
+                      "failed": failed, "versions": {"toy": "1.0"}}
+            write_cell(cell_path(folder, "scores", f"{e}__{t}", {"e": e, "t": t}), {"e": e, "t": t}, record)
+            zs = {u: int(rng.integers(0, N_TEST[u] if u == t else N_OOD)) for u in TASKS}
+            for m in methods:
+                ft = {u: min(zs[u] + int(rng.integers(0, 200 if u == t else 5)), N_TEST[u] if u == t else N_OOD)
+                      for u in TASKS}
+                if (e, m) == ("e1", "full"):  # 267 - 220 and 91 - 44: the same gain, 47/500
+                    zs_t, ft_t = {"cifar10": (220, 267), "notmnist": (44, 91)}.get(t, (zs[t], ft[t]))
+                    zs, ft = {**zs, t: zs_t}, {**ft, t: ft_t}
+                size = {u: N_TEST[u] if u == t else N_OOD for u in TASKS}
+                cell = {"encoder": e, "method": m, "target": t, "seed": 0, "eval_tasks": [u for u in TASKS if u != t],
+                        "acc_zs": {u: zs[u] / size[u] for u in TASKS}, "acc_ft": {u: ft[u] / size[u] for u in TASKS},
+                        "n_test": size, "versions": {"toy": "1.0"}}
+                spec = {"e": e, "m": m, "t": t}
+                write_cell(cell_path(folder, "outcomes", f"{e}__{m}__{t}", spec), spec, cell)
+
+
+@pytest.fixture(scope="module")
+def boards(tmp_path_factory):
+    results, first, second = (tmp_path_factory.mktemp(n) for n in ("results", "board", "rebuilt"))
+    write_results(results)
+    build(results, first, n_boot=200)
+    build(first, second, n_boot=200, from_tables=True)
+    return results, first, second
+
+
+def files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_board_rebuilds_byte_for_byte_from_its_own_tables(boards, tmp_path):
+    results, first, second = boards
+    assert files(first) == files(second)
+    assert {str(p) for p in files(first)} >= {"leaderboard.md", "stats.csv", "summary.csv", "stability.csv",
+                                              "scores.csv", "outcomes.csv", "not_scored.csv", "provenance.json"}
+    build(results, tmp_path, n_boot=200)  # the same cells again: the same bytes
+    assert files(tmp_path) == files(first)
+
+
+def test_outcomes_carry_exact_counts(boards):
+    _, first, _ = boards
+    outcomes = pd.read_csv(first / "outcomes.csv")
+    tied = outcomes[(outcomes.encoder == "e1") & (outcomes.method == "full") & outcomes.task.isin(["cifar10", "notmnist"])]
+    assert list(tied.id_gain) == [0.094, 0.094]
+    assert (0.534 - 0.440) != (0.182 - 0.088)  # what subtracting the stored accuracies would give
+    for r in outcomes.itertuples():
+        assert r.n_test == N_TEST[r.task]
+        assert Fraction(r.correct_zs, r.n_test) == Fraction(r.acc_zs).limit_denominator(1000)
+        assert r.id_gain == float(Fraction(r.correct_ft - r.correct_zs, r.n_test))
+        assert r.id_gain_norm == float(Fraction(r.correct_ft - r.correct_zs, r.n_test - r.correct_zs))
+        assert r.ood_change == float(Fraction(r.ood_num, r.ood_den))
+        assert r.ood_den == (4 if r.task.startswith("cifar10") else 5) * N_OOD  # other datasets' tasks x 50
+
+
+def test_older_outcomes_without_counts_are_recovered(boards, tmp_path):
+    _, first, _ = boards
+    (tmp_path / "scores.csv").write_bytes((first / "scores.csv").read_bytes())
+    full = pd.read_csv(first / "outcomes.csv")
+    old = full[["encoder", "method", "task", "seed", "id_gain", "id_gain_norm", "ood_change"]]
+    (tmp_path / "outcomes.csv").write_text(old.to_csv(index=False, float_format="%.10g"))
+    got = read_tables(tmp_path)["outcomes"]
+    assert list(got.n_test) == list(full.n_test) and list(got.correct_ft) == list(full.correct_ft)
+    assert list(got.correct_zs) == list(full.correct_zs)
+    assert [Fraction(a, b) for a, b in zip(got.ood_num, got.ood_den)] == \
+        [Fraction(a, b) for a, b in zip(full.ood_num, full.ood_den)]
+    assert list(got.id_gain) == [Fraction(b - a, n) for a, b, n in zip(full.correct_zs, full.correct_ft, full.n_test)]
+
+
+def test_tampered_or_missing_tables_are_one_line_errors(boards, tmp_path, capsys):
+    _, first, _ = boards
+    (tmp_path / "scores.csv").write_bytes((first / "scores.csv").read_bytes())
+    outcomes = pd.read_csv(first / "outcomes.csv")
+    outcomes.loc[3, "id_gain"] += 0.01
+    (tmp_path / "outcomes.csv").write_text(outcomes.to_csv(index=False))
+    with pytest.raises(InvalidInput, match="id_gain disagrees with the counts in 1 row"):
+        read_tables(tmp_path)
+    assert main(["leaderboard", "--tables", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "scores.csv is missing" in err and "\n" not in err
+
+
+def test_every_registered_estimator_is_accounted_for(boards, tmp_path):
+    _, first, _ = boards
+    page = (first / "leaderboard.md").read_text()
+    coverage = page.split("## Coverage: every registered estimator")[1].split("## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in coverage.splitlines() if line.startswith("| ")}
+    assert set(list_estimators()) <= set(rows) - {"estimator"}
+    assert "16 of 18" in rows["logme"] and "failed on 2 of 18 cells: ValueError: score is NaN" in rows["logme"]
+    assert "17 of 18" in rows["leep"] and "skipped on 1 of 18 cells: needs logit_scale" in rows["leep"]
+    assert "not run on 18 of 18 cells" in rows["ncti"]
+    not_scored = pd.read_csv(first / "not_scored.csv")
+    assert sorted(not_scored.status) == ["failed", "failed", "skipped"]
+    # one encoder: the pool-relative NCTI cannot be scored, and the board says why
+    results = tmp_path / "one"
+    write_results(results, encoders=("e1",), methods=("full",))
+    build(results, tmp_path / "board", n_boot=50)
+    page = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "pool-relative: needs >= 2 encoders (this board has 1)" in page
+    unranked = re.search(r"Not ranked \(scored in no group of 3\+ tasks; Coverage says why\): (.*)\.", page)
+    assert "ncti" in unranked.group(1).split(", ") and "iimm" not in unranked.group(1).split(", ")
+
+
+def test_header_defines_every_column(boards):
+    _, first, _ = boards
+    page = (first / "leaderboard.md").read_text()
+    definitions = page.split("How to read a table")[1].split("\n## ")[0]
+    terms = set(re.findall(r"\*\*([^*]+)\*\*", definitions))
+    section = page.split("## In-domain gain over zero-shot error (id_gain_norm)")[1]
+    header = [c.strip() for c in section.strip().splitlines()[0].strip("|").split("|")]
+    assert header[:2] == ["#", "estimator"] and len(header) == 12
+    for column in header[2:]:
+        label = column.split(" [")[0].split(" (")[0].replace(" >0", "")
+        assert any(label.startswith(t) or t.startswith(label) for t in terms), column
+    assert "6 tasks from 5 datasets (cifar10, cifar10_animals share cifar10's images)" in page
+    assert "3 encoders, 2 fine-tuning methods, 1 seed: 6 (method, encoder) groups" in page
+
+
+def test_exact_deltas_of_a_cell():
+    from benchmark.deltas import cell_deltas, exact_deltas
+
+    cell = {"encoder": "e", "method": "full", "target": "cifar10", "seed": 0,
+            "acc_zs": {"cifar10": 0.44, "cifar10_animals": 0.3, "mnist": 0.5, "digits": 0.08},
+            "acc_ft": {"cifar10": 0.534, "cifar10_animals": 0.9, "mnist": 0.46, "digits": 0.18},
+            "n_test": {"cifar10": 500, "cifar10_animals": 50, "mnist": 50, "digits": 50}}
+    d = exact_deltas(cell)
+    assert (d["n_test"], d["correct_zs"], d["correct_ft"]) == (500, 220, 267)
+    assert d["id_gain"] == Fraction(47, 500) and d["id_gain_norm"] == Fraction(47, 280)
+    assert d["ood_excluded"] == ["cifar10_animals"]  # same images as the target
+    assert d["ood_change"] == (Fraction(-2, 50) + Fraction(5, 50)) / 2 and d["ood_den"] == 100
+    assert cell_deltas(cell)["id_gain"] == 0.094 == float(Fraction(91 - 44, 500))
+    with pytest.raises(InvalidInput, match=r"outcome cell e/full/cifar10/0: an accuracy 0\.088 is not a count over 50"):
+        exact_deltas({**cell, "acc_zs": {**cell["acc_zs"], "digits": 0.088}})
