@@ -22,6 +22,7 @@ are found at the first step, frozen, and reported as ``unused``.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import random
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from encoders.extract import autocast, encode_images, pixel_batches, templates_for
+from encoders.fold import folded_visual
 from estimators.errors import InvalidInput
 from tasks import balanced_indices
 
@@ -107,7 +109,8 @@ def cached_image_batch(tuned: TunedEncoder, examples: Examples, idx: np.ndarray,
 def accuracy(tuned: TunedEncoder, encoder, task, examples: Examples, config: FinetuneConfig,
              device: str = "cpu", progress: bool = False, base_text: torch.Tensor | None = None) -> float:
     """Zero-shot-style top-1 accuracy: argmax over the class-prompt logits (IIMM ``model_eval``).
-    ``base_text``: the task's precomputed prompt ensemble when the text backbone is frozen."""
+    ``base_text``: the task's precomputed prompt ensemble when the text backbone is frozen. Callers
+    wrap evaluation passes in ``evaluation_view``."""
     tuned.eval()
     cached = not backbone_trains(tuned, "image")
     _check_examples(examples, cached)
@@ -123,6 +126,13 @@ def accuracy(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
                                                    desc=f"evaluate {task.id}")).to(device)
     predicted = (image @ text.T).argmax(dim=1).cpu().numpy()
     return float(np.mean(predicted == examples.labels))
+
+
+def evaluation_view(tuned: TunedEncoder):
+    """Context for evaluation passes: a trained image tower runs as a copy with its BatchNorm folded
+    into the convolutions (``encoders.fold``: same function, ~1.45x faster on CPU); the model is
+    restored on exit. Fold once per evaluation, not per task (a fold costs ~50 ms)."""
+    return folded_visual(tuned.model) if backbone_trains(tuned, "image") else contextlib.nullcontext()
 
 
 def _check_examples(examples: Examples, cached: bool) -> None:
@@ -232,7 +242,9 @@ def finetune(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
                 if step >= total:
                     break
             train_seconds += time.perf_counter() - start
-            val_acc = accuracy(tuned, encoder, task, examples.take(val_idx), config, device, base_text=prompts.base)
+            with evaluation_view(tuned):
+                val_acc = accuracy(tuned, encoder, task, examples.take(val_idx), config, device,
+                                   base_text=prompts.base)
             history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_acc": val_acc})
             if val_acc > best_acc:
                 best_acc, best_state, best_epoch = val_acc, snapshot(tuned), epoch

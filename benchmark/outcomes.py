@@ -46,7 +46,7 @@ from estimators.zero_shot_acc import zero_shot_accuracy
 from tasks import balanced_indices, get_task
 
 from .deltas import deltas, same_dataset
-from .finetune import ENGINE_VERSION, Examples, accuracy, finetune, seed_everything
+from .finetune import ENGINE_VERSION, Examples, accuracy, evaluation_view, finetune, seed_everything
 from .finetune_config import FinetuneConfig
 from .methods import get_method
 from .results import cell_path, read_cell, write_cell
@@ -118,8 +118,9 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
         lambda with_images: train.examples(with_images, cfg.sample_seed, data_root))
     clock["train"] = _now()
     with_images = backbone_trains(tuned, "image")
-    acc_ft = {t: accuracy(tuned, encoder, s.task, s.examples(with_images, cfg.sample_seed, data_root), cfg, device,
-                          progress) for t, s in tests.items()}
+    with evaluation_view(tuned):
+        acc_ft = {t: accuracy(tuned, encoder, s.task, s.examples(with_images, cfg.sample_seed, data_root), cfg,
+                              device, progress) for t, s in tests.items()}
     clock["evaluate"] = _now()
     result = {
         "encoder": encoder_name, "encoder_id": encoder.id, "weights_tag": encoder.weights_tag,
@@ -154,12 +155,12 @@ class Sample:
         """The kept items as Examples: cached features, plus decoded images when the image tower trains."""
         keep = self.keep(seed)
         images = None
-        if with_images:
-            sample = self.task.load(self.split, data_root=data_root, n=self.n, seed=seed)
-            if not np.array_equal(sample.labels, self.emb.labels):
+        if with_images:  # decodes only the kept images
+            sample = self.task.load(self.split, data_root=data_root, n=self.n, seed=seed, subset=keep)
+            if not np.array_equal(sample.labels, self.emb.labels[keep]):
                 raise RuntimeError(f"cached embeddings of {self.task.id}/{self.split} do not match its sample; "
                                    f"clear the embedding cache")
-            images = [sample.images[i] for i in keep]
+            images = sample.images
         return Examples(self.emb.labels[keep], self.emb.image[keep], images)
 
 

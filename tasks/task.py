@@ -90,12 +90,15 @@ class Task:
         return labels
 
     def load(self, split: str, data_root: str | os.PathLike | None = None, n: int | None = None,
-             seed: int = 0, download: bool = False) -> TaskSplit:
+             seed: int = 0, download: bool = False, subset=None) -> TaskSplit:
         """A class-balanced sample of ``n`` items of ``split`` (all when None; a split smaller
         than ``n`` is given whole). The same ``(n, seed)`` always gives the same items.
+        ``subset``: positions within that sample to return (only their images are decoded).
         ``download`` allows torchvision to fetch data that is not under the data root."""
         pool, keep, labels = self._items(split, data_root, download)
         chosen = balanced_indices(labels, n, seed)
+        if subset is not None:
+            chosen = chosen[np.asarray(subset, dtype=np.int64)]
         return TaskSplit(self.id, split, pool.fetch(keep[chosen]), labels[chosen], keep[chosen], pool.source, seed)
 
     def _items(self, split: str, root, download: bool) -> tuple[Pool, np.ndarray, np.ndarray]:

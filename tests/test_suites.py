@@ -60,9 +60,20 @@ def cell_files(suite) -> set[str]:
     return {str(f.relative_to(out)) for f in files}
 
 
+# The mini suite had these 9 tasks when its cells were recorded (issue 12 added three; an outcome
+# cell's key holds the suite's task list, its out-of-domain set).
+RECORDED_TASKS = {"mini": ["cifar10", "cifar10_animals", "cifar10_vehicles", "digits", "flowers", "gtsrb", "mnist",
+                           "notmnist", "pneumoniamnist"]}
+
+
 @pytest.mark.parametrize("name", sorted(KNOWN_CELLS))
-def test_builtin_suites_give_the_cells_they_gave_as_python_constants(name):
+def test_builtin_suites_give_the_cells_they_gave_as_python_constants(name, tmp_path):
     suite = get_suite(name)
+    if name in RECORDED_TASKS:
+        data = json.loads(SUITES.get(name).read_text())
+        data["tasks"] = RECORDED_TASKS[name]
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+        suite = get_suite(str(tmp_path / f"{name}.json"))
     files = cell_files(suite)
     assert set(KNOWN_CELLS[name]) <= files
     n_cells = len(suite.encoders) * len(suite.tasks)
@@ -148,7 +159,7 @@ def test_ls_suites_reads_the_files(capsys):
     assert main(["ls", "suites", "--format", "json"]) == 0
     rows = {r["suite"]: r for r in json.loads(capsys.readouterr().out)}
     assert sorted(rows) == ["mini", "paper", "smoke"]
-    assert [rows["mini"][k] for k in ("encoders", "tasks", "methods", "seeds", "n_train")] == [3, 9, 5, 1, 500]
+    assert [rows["mini"][k] for k in ("encoders", "tasks", "methods", "seeds", "n_train")] == [3, 12, 5, 1, 500]
     assert [rows["paper"][k] for k in ("encoders", "tasks", "n_train")] == [4, 10, 5000]
 
 

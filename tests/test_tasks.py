@@ -23,15 +23,18 @@ from tasks.task_file import read_definitions
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRANSFERBENCH_DATA") or REPO.parent / "shared" / "data")
 MINI = ["cifar10", "cifar10_vehicles", "cifar10_animals", "mnist", "digits", "gtsrb", "flowers", "notmnist",
-        "pneumoniamnist"]
+        "pneumoniamnist", "imagenette", "imagewoof", "intelscenes"]
 PAPER = ["cars", "cifar100", "dtd", "eurosat", "gtsrb_paper", "mnist_paper", "resisc45", "stl10", "sun397", "svhn"]
-# side of the stored images (all square)
+# side of the stored images (square; 3 Intel scenes are 150 px wide and 110/113 px high, none drawn below)
 IMAGE_SIDE = {"cifar10": 32, "cifar10_vehicles": 32, "cifar10_animals": 32, "mnist": 28, "digits": 8, "gtsrb": 32,
-              "flowers": 128, "notmnist": 28, "pneumoniamnist": 28}
+              "flowers": 128, "notmnist": 28, "pneumoniamnist": 28, "imagenette": 224, "imagewoof": 224,
+              "intelscenes": 150}
 README_TEMPLATES = {
     "cifar10": "a photo of a {c}.", "mnist": 'a photo of the number: "{c}".', "digits": 'a photo of the number: "{c}".',
     "gtsrb": 'a zoomed in photo of a "{c}" traffic sign.', "flowers": "a photo of a {c}, a type of flower.",
     "notmnist": 'a photo of the letter "{c}".', "pneumoniamnist": "a chest X-ray image of {c}.",
+    "imagenette": "a photo of a {c}.", "imagewoof": "a photo of a {c}, a type of dog.",
+    "intelscenes": "a photo of the {c}.",
 }
 IIMM_TEMPLATES = {
     "cars": "a photo of a {c}", "cifar100": "a photo of a {c}", "dtd": "a photo of a {c} texture",
@@ -40,7 +43,8 @@ IIMM_TEMPLATES = {
     "stl10": "a photo of a {c}", "sun397": "a photo of a {c}", "svhn": 'a photo of the number: "{c}"',
 }
 CLASS_COUNTS = {"cifar10": 10, "cifar10_vehicles": 4, "cifar10_animals": 6, "mnist": 10, "digits": 10, "gtsrb": 43,
-                "flowers": 5, "notmnist": 10, "pneumoniamnist": 2, "cars": 196, "cifar100": 100, "dtd": 47,
+                "flowers": 5, "notmnist": 10, "pneumoniamnist": 2, "imagenette": 10, "imagewoof": 10,
+                "intelscenes": 6, "cars": 196, "cifar100": 100, "dtd": 47,
                 "eurosat": 10, "gtsrb_paper": 43, "mnist_paper": 10, "resisc45": 45, "stl10": 10, "sun397": 397,
                 "svhn": 10}
 
@@ -61,8 +65,16 @@ def test_suites_hold_the_expected_tasks():
     suites = builtin_suites()
     assert set(MINI) <= set(suites["mini"].tasks)
     assert sorted(suites["paper"].tasks) == sorted(PAPER)
+    mini = suites["mini"].tasks
+    assert len(mini) == 12 and len({get_task(t).dataset for t in mini}) == 10
     assert list_tasks("cifar10_*") == ["cifar10_animals", "cifar10_vehicles"]
     assert {t for s in suites.values() for t in s.tasks} == set(TASKS.names())  # every registered task has a suite
+
+
+@pytest.mark.parametrize("name", ["imagenette", "imagewoof"])
+def test_imagenet_subsets_state_the_leakage(name):
+    description = get_task(name).description
+    assert "ImageNet leakage" in description and "in-distribution" in description
 
 
 @pytest.mark.parametrize("name", sorted(TASKS.names()))
@@ -137,12 +149,17 @@ def test_mnist_labels_and_pixels_match_the_raw_files(root):
         assert np.array_equal(np.asarray(train.images[i])[..., 1], values[:784].reshape(28, 28))
 
 
-def test_tar_images_match_the_readme_loader(root):
+@pytest.mark.parametrize("name", ["notmnist", "imagewoof", "intelscenes"])
+def test_tar_images_match_the_readme_loader(name, root):
     """Cross-check image/label pairs against an independent read of the archive (README's loader)."""
-    task = get_task("notmnist")
+    task = get_task(name)
+    if not _present(task):
+        pytest.skip(f"{name}: data absent")
     sample = task.load("test", root, n=20, seed=5)
-    index = {"A": 0, "B": 1, "C": 2, "D": 3, "E": 4, "F": 5, "G": 6, "H": 7, "I": 8, "J": 9}
-    with tarfile.open(root / "notmnist" / "notmnist-28px-png.tar") as tf:
+    folder = root / task.loader_args["folder"]
+    rows = (folder / "classes.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    index = {r.split("\t")[0]: i for i, r in enumerate(rows)}
+    with tarfile.open(folder / task.loader_args["archive"]) as tf:
         members = [m for m in tf if m.name.startswith("test/")]
         for image, label, i in zip(sample.images, sample.labels, sample.indices):
             member = members[i]
@@ -173,6 +190,17 @@ def test_subsampling_is_deterministic_and_balanced(root):
     counts = np.bincount(a.labels, minlength=43)
     assert counts.sum() == 100 and counts.max() - counts.min() <= 1
     assert np.all(np.diff(a.indices) > 0)
+
+
+def test_subset_of_a_sample_returns_those_items(root):
+    task = get_task("flowers")
+    if not _present(task):
+        pytest.skip("flowers: data absent")
+    whole = task.load("test", root, n=20, seed=2)
+    pick = np.array([3, 0, 17])
+    part = task.load("test", root, n=20, seed=2, subset=pick)
+    assert np.array_equal(part.labels, whole.labels[pick]) and np.array_equal(part.indices, whole.indices[pick])
+    assert all(np.array_equal(np.asarray(a), np.asarray(whole.images[i])) for a, i in zip(part.images, pick))
 
 
 def test_class_quotas_share_out_what_small_classes_lack():
