@@ -349,7 +349,8 @@ def cmd_finetune(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from encoders.cache import ensure_writable
-    from leaderboard import build
+
+    from .board import build
 
     source = Path(args.results or args.tables)
     if source.is_dir():

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.board import build
 from benchmark.cli import main
 from benchmark.results import cell_path, write_cell
+from benchmark.tables import read_tables
 from estimators import InvalidInput, list_estimators
-from leaderboard import build
-from leaderboard.tables import read_tables
 from tasks import get_task
 
 TASKS = ["cifar10", "cifar10_animals", "digits", "mnist", "notmnist", "pneumoniamnist"]
