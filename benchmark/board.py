@@ -12,6 +12,7 @@ from estimators import estimator_class, list_estimators
 from leaderboard import render
 
 from .evaluate import BASELINES, MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
+from .noise import seed_noise
 from .tables import EXACT, collect, completeness, coverage, read_tables, write_tables
 
 
@@ -30,7 +31,8 @@ def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOO
         evaluation = evaluate(scores[list(SCORE_COLUMNS)], outcomes[["encoder", "method", "task", "seed", *EXACT]],
                               n_boot=n_boot, seed=seed)
     floats = {**collected, "outcomes": outcomes.astype({c: float for c in EXACT})}
-    path = render(out, floats, evaluation, cover, missing, suite or collected["provenance"]["suite"],
+    suite = suite or collected["provenance"]["suite"]
+    path = render(out, floats, evaluation, seed_noise(outcomes), cover, missing, suite,
                   baselines=BASELINES, min_n=MIN_N)
     write_tables(collected, out)
     return {"missing": missing, "evaluation": evaluation, "path": path}

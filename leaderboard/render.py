@@ -166,6 +166,26 @@ def _outcome_summary(outcomes: pd.DataFrame) -> str:
                          "cells with ood_change < 0"])
 
 
+def _noise(noise: pd.DataFrame) -> list[str]:
+    def counted(lo, hi, noun):
+        return f"{lo}{'' if lo == hi else f'–{hi}'} {noun}{'' if hi == 1 else 's'}"
+
+    body = []
+    for r in noise.itertuples():
+        seeds = (f"{r.seed_cells} cells × {counted(r.seeds_min, r.seeds_max, 'seed')}" if r.seed_cells
+                 else f"{counted(r.seeds_min, r.seeds_max, 'seed')} per cell")
+        tasks = (f"{r.task_encoders} encoders × {counted(r.tasks_min, r.tasks_max, 'task')}" if r.task_encoders
+                 else f"{counted(r.tasks_min, r.tasks_max, 'task')} per encoder")
+        ratio = "∞" if r.ratio == np.inf else _fmt(r.ratio, 1, "")
+        body.append([r.method, r.outcome, _fmt(r.seed_sd, 3, "") if np.isfinite(r.seed_sd) else "not measured",
+                     _fmt(r.task_sd, 3, "") if np.isfinite(r.task_sd) else "not measured", ratio, f"{seeds}; {tasks}"])
+    return ["**Seed noise beside task spread** (noise.csv): *seed sd* is how far a cell's delta moves between "
+            "fine-tuning seeds (pooled over the (encoder, task) cells), *task sd* how far the seed-averaged delta "
+            "moves from task to task (pooled over encoders); where task sd / seed sd is well above 1 the tasks "
+            "differ by more than seed noise, and with one seed per cell that noise is not measured.", "",
+            _table(body, ["method", "outcome", "seed sd", "task sd", "task sd / seed sd", "rests on"]), ""]
+
+
 def _provenance(p: dict, suite: str | None) -> str:
     def listed(values):
         return ", ".join(map(str, values)) or "-"
@@ -218,13 +238,15 @@ def scatter_png(scores: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> b
     return buffer.getvalue()
 
 
-def render(out: Path, tables: dict, evaluation, coverage: pd.DataFrame, missing: list[str], suite: str | None, *,
-           baselines, min_n: int) -> Path:
+def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: pd.DataFrame, missing: list[str],
+           suite: str | None, *, baselines, min_n: int) -> Path:
     """Write ``leaderboard.md``, ``stats.csv`` (per group), ``summary.csv`` (per outcome x estimator),
-    ``stability.csv`` (one dataset left out) and plots into ``out``; return the page's path.
+    ``stability.csv`` (one dataset left out), ``noise.csv`` (seed noise beside task spread) and plots
+    into ``out``; return the page's path.
 
     ``tables``: ``scores``, ``outcomes`` (deltas as floats) and ``provenance`` of a board;
     ``evaluation``: ``benchmark.evaluate``'s result on them (None without scores or outcomes);
+    ``noise``: ``benchmark.noise.seed_noise`` of the outcomes;
     ``coverage``: one row per estimator (``benchmark.tables.coverage``); ``missing``: what a full
     grid lacks; ``baselines``, ``min_n``: the evaluator's baseline names and smallest group."""
     out = Path(out)
@@ -248,11 +270,13 @@ def render(out: Path, tables: dict, evaluation, coverage: pd.DataFrame, missing:
                   "## Headroom: zero-shot accuracy", "", *_headroom(groups),
                   f"## Per fine-tuning method (ρ⁺ on {RANK_BY}, mean over encoders)", "", _breakdown(groups, "method"), "",
                   f"## Per encoder (ρ⁺ on {RANK_BY}, mean over methods)", "", _breakdown(groups, "group"), "",
-                  "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "", _outcome_summary(outcomes), ""]
+                  "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "", _outcome_summary(outcomes),
+                  "", *_noise(noise)]
         for outcome in PLOTS:
             atomic_write_bytes(out / "plots" / f"scatter_{outcome}.png", scatter_png(scores, outcomes, outcome))
         parts += ["## Plots", ""] + [f"![{o}](plots/scatter_{o}.png)" for o in PLOTS] + [""]
-        for name, frame in (("stats", groups), ("summary", summary), ("stability", evaluation.stability)):
+        for name, frame in (("stats", groups), ("summary", summary), ("stability", evaluation.stability),
+                            ("noise", noise)):
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.10g").encode())
     parts += ["## Coverage: every registered estimator", "", _coverage(coverage), "",
               "## Estimator run time (seconds per cell, mean)", "",
@@ -261,7 +285,7 @@ def render(out: Path, tables: dict, evaluation, coverage: pd.DataFrame, missing:
               "Notes: the source model of LEEP and NCE is the encoder's own zero-shot classifier over the "
               "task's class prompts, softmax(logit_scale · image @ text.T) (NCE uses its argmax). "
               f"Baselines ({', '.join(sorted(baselines))}) are ranked beside the estimators. Every number is in "
-              "stats.csv (per group), summary.csv (per estimator) and stability.csv; the board rebuilds from its "
-              "own tables: `python -m benchmark leaderboard --tables DIR --out DIR`.", ""]
+              "stats.csv (per group), summary.csv (per estimator), stability.csv and noise.csv; the board rebuilds "
+              "from its own tables: `python -m benchmark leaderboard --tables DIR --out DIR`.", ""]
     atomic_write_bytes(out / "leaderboard.md", "\n".join(parts).encode())
     return out / "leaderboard.md"
