@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser(
         "leaderboard", help="rank the estimators from a results folder (markdown, CSV, plots)",
         description="Evaluate how well each estimator's scores predict the measured fine-tuning deltas and "
-                    "write leaderboard.md, stats.csv (every number), scores.csv, outcomes.csv and plots/. "
+                    "write leaderboard.md, stats.csv (every number), summary.csv, stability.csv, noise.csv (seed "
+                    "noise beside task spread), scores.csv, outcomes.csv and plots/. "
                     "A partial results folder gives a leaderboard of what exists, marked partial.")
     source = board.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", metavar="DIR", help="a folder written by `run`")
@@ -349,7 +350,8 @@ def cmd_finetune(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from encoders.cache import ensure_writable
-    from leaderboard import build
+
+    from .board import build
 
     source = Path(args.results or args.tables)
     if source.is_dir():

@@ -5,7 +5,7 @@
    pool-relative estimators (NCTI) once per task across encoders (``OUT/pool_scores/``);
 2. outcome cells (encoder x method x task x seed): fine-tune and measure in-domain gain and
    out-of-domain change on the suite's other tasks (``OUT/outcomes/``);
-3. the leaderboard over everything in ``OUT`` (``OUT/leaderboard.md``, CSVs, plots).
+3. the leaderboard over everything in ``OUT`` (``benchmark.board``: ``OUT/leaderboard.md``, CSVs, plots).
 
 One result file per cell; a rerun skips the cells whose files exist, so an interrupted
 run loses at most the cells in flight, and recomputes a damaged file (reported by path).
@@ -350,9 +350,9 @@ def main_run(args) -> int:
     import os
 
     from encoders.cache import ArrayCache, atomic_write_bytes, cache_root, ensure_writable
-    from leaderboard import build
     from tasks.task import data_root
 
+    from .board import build
     from .validate import at_least, check_device
 
     log = functools.partial(print, file=sys.stderr)

@@ -1,8 +1,8 @@
 """Render the leaderboard: a markdown page, CSVs of every number and scatter plots.
 
-Same inputs, byte-identical files: no wall-clock time is written (the date is the newest
-result's), tables are sorted, the resamples are seeded, and PNGs carry no metadata. A board
-folder can be rebuilt from its own tables (``build(..., from_tables=True)``), giving the same bytes.
+It renders the frames it is given (``benchmark.board.build`` reads the tables and evaluates them)
+and imports nothing from ``benchmark``. Same inputs, byte-identical files: no wall-clock time is
+written (the date is the newest result's), tables are sorted, and PNGs carry no metadata.
 """
 from __future__ import annotations
 
@@ -13,16 +13,14 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from benchmark.evaluate import BASELINES, MIN_N, N_BOOT, OUTCOMES, REFERENCE, SCORE_COLUMNS, evaluate
 from encoders.cache import atomic_write_bytes
-
-from .tables import EXACT, collect, completeness, coverage, read_tables, write_tables
 
 TITLES = {"id_gain_norm": "In-domain gain over zero-shot error (id_gain_norm)",
           "id_gain": "In-domain gain (id_gain = acc_ft - acc_zs on the target)",
           "ood_change": "Out-of-domain change (ood_change = mean acc_ft - acc_zs on the tasks of other datasets)"}
 RANK_BY = "id_gain_norm"
 ORDER = (RANK_BY, "id_gain", "ood_change")
+PLOTS = ("id_gain", "id_gain_norm", "ood_change")
 TOP = 3
 
 
@@ -42,10 +40,10 @@ def _table(body, headers) -> str:
     return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def _ranking(summary: pd.DataFrame, outcome: str, seconds: pd.Series) -> str:
+def _ranking(summary: pd.DataFrame, outcome: str, seconds: pd.Series, reference: str) -> str:
     rows = []
     for r in summary[summary["outcome"] == outcome].itertuples():
-        name = (f"**{r.estimator}**" if r.estimator == REFERENCE else r.estimator) + \
+        name = (f"**{r.estimator}**" if r.estimator == reference else r.estimator) + \
             (" (baseline)" if r.baseline else "")
         versus = "-" if not np.isfinite(r.ref_diff) else (
             f"{r.ref_diff:+.2f} {_interval(r.ref_diff_lo, r.ref_diff_hi)} p={r.ref_p_holm:.2g}"
@@ -60,10 +58,10 @@ def _ranking(summary: pd.DataFrame, outcome: str, seconds: pd.Series) -> str:
                      f"{_fmt(r.loto_skill_median)} ({r.loto_positive}/{r.loto_groups})", versus,
                      _fmt(seconds.get(r.estimator, np.nan), 4, "")])
     return _table(rows, ["#", "estimator", "ρ⁺ [95%]", "rank band", "LODO ranks", "partial r⁺ given acc_zs [95%] >0",
-                         "r⁺", "τ⁺", "wτ⁺", "LOTO skill⁺ (>0)", f"Δρ⁺ vs {REFERENCE} [95%] Holm p", "s / cell"])
+                         "r⁺", "τ⁺", "wτ⁺", "LOTO skill⁺ (>0)", f"Δρ⁺ vs {reference} [95%] Holm p", "s / cell"])
 
 
-def _notes_under(summary: pd.DataFrame, outcome: str, absent: list[str], groups: int) -> list[str]:
+def _notes_under(summary: pd.DataFrame, outcome: str, absent: list[str], groups: int, min_n: int) -> list[str]:
     rows = summary[summary["outcome"] == outcome]
     lines = []
     constant = [f"{r.estimator} ({r.constant})" for r in rows.itertuples() if r.constant]
@@ -71,12 +69,12 @@ def _notes_under(summary: pd.DataFrame, outcome: str, absent: list[str], groups:
         lines.append(f"Constant score or delta (correlations 0) in some of the {groups} groups: {', '.join(constant)}.")
     unranked = sorted(set(absent) | set(rows.loc[~np.isfinite(rows["rank"]), "estimator"]))
     if unranked:
-        lines.append(f"Not ranked (scored in no group of {MIN_N}+ tasks; Coverage says why): {', '.join(unranked)}.")
+        lines.append(f"Not ranked (scored in no group of {min_n}+ tasks; Coverage says why): {', '.join(unranked)}.")
     return [" ".join(lines), ""] if lines else []
 
 
 def _header(design: dict, n_compared: int) -> list[str]:
-    datasets = design["datasets"]
+    datasets, reference = design["datasets"], design["reference"]
     shared = [f"{', '.join(tasks)} share {d}'s images" for d, tasks in datasets.items() if len(tasks) > 1]
     b = design["n_boot"]
     return [
@@ -109,22 +107,24 @@ def _header(design: dict, n_compared: int) -> list[str]:
         "to the oriented direction (0 if the fit points the other way); skill = 1 − PRESS / PRESS of the "
         "leave-one-out mean forecast, so > 0 beats predicting the other tasks' mean and 0 ties it. Median over "
         "groups (groups > 0).",
-        f"- **Δρ⁺ vs {REFERENCE}**: mean paired difference of ρ⁺ (estimator − {REFERENCE}) [95%], and its two-sided "
-        f"bootstrap p-value, Holm-adjusted over the {n_compared} comparisons with {REFERENCE} in the same table "
+        f"- **Δρ⁺ vs {reference}**: mean paired difference of ρ⁺ (estimator − {reference}) [95%], and its two-sided "
+        f"bootstrap p-value, Holm-adjusted over the {n_compared} comparisons with {reference} in the same table "
         f"(smallest attainable p: {design['smallest_p']:.2g}); * marks adjusted p < 0.05.",
         "- **s / cell**: mean scoring time per (encoder, task) cell.", ""]
 
 
 def _stability(summary: pd.DataFrame, stability: pd.DataFrame, design: dict) -> str:
+    reference = design["reference"]
+
     def top(frame, outcome):
         ranked = frame[frame["outcome"] == outcome].sort_values(["rank", "estimator"])
-        ref = ranked.loc[ranked["estimator"] == REFERENCE, "rank"]
-        return ", ".join(ranked["estimator"].head(TOP)) + (f" ({REFERENCE} {int(ref.iloc[0])})" if len(ref) else "")
+        ref = ranked.loc[ranked["estimator"] == reference, "rank"]
+        return ", ".join(ranked["estimator"].head(TOP)) + (f" ({reference} {int(ref.iloc[0])})" if len(ref) else "")
 
     body = [["(none)"] + [top(summary[np.isfinite(summary["rank"])], o) for o in ORDER]]
     for d, tasks in design["datasets"].items():
         body.append([f"{d} ({_count(tasks, 'task')})"] + [top(stability[stability["left_out"] == d], o) for o in ORDER])
-    return _table(body, ["left out", *[f"{o}: top {TOP} by ρ⁺ ({REFERENCE}'s rank)" for o in ORDER]])
+    return _table(body, ["left out", *[f"{o}: top {TOP} by ρ⁺ ({reference}'s rank)" for o in ORDER]])
 
 
 def _headroom(groups: pd.DataFrame) -> list[str]:
@@ -164,6 +164,26 @@ def _outcome_summary(outcomes: pd.DataFrame) -> str:
                      f"{int((g['ood_change'] < 0).sum())}/{len(g)}"])
     return _table(body, ["method", "id_gain mean [min, max]", "cells with id_gain > 0", "ood_change mean [min, max]",
                          "cells with ood_change < 0"])
+
+
+def _noise(noise: pd.DataFrame) -> list[str]:
+    def counted(lo, hi, noun):
+        return f"{lo}{'' if lo == hi else f'–{hi}'} {noun}{'' if hi == 1 else 's'}"
+
+    body = []
+    for r in noise.itertuples():
+        seeds = (f"{r.seed_cells} cells × {counted(r.seeds_min, r.seeds_max, 'seed')}" if r.seed_cells
+                 else f"{counted(r.seeds_min, r.seeds_max, 'seed')} per cell")
+        tasks = (f"{r.task_encoders} encoders × {counted(r.tasks_min, r.tasks_max, 'task')}" if r.task_encoders
+                 else f"{counted(r.tasks_min, r.tasks_max, 'task')} per encoder")
+        ratio = "∞" if r.ratio == np.inf else _fmt(r.ratio, 1, "")
+        body.append([r.method, r.outcome, _fmt(r.seed_sd, 3, "") if np.isfinite(r.seed_sd) else "not measured",
+                     _fmt(r.task_sd, 3, "") if np.isfinite(r.task_sd) else "not measured", ratio, f"{seeds}; {tasks}"])
+    return ["**Seed noise beside task spread** (noise.csv): *seed sd* is how far a cell's delta moves between "
+            "fine-tuning seeds (pooled over the (encoder, task) cells), *task sd* how far the seed-averaged delta "
+            "moves from task to task (pooled over encoders); where task sd / seed sd is well above 1 the tasks "
+            "differ by more than seed noise, and with one seed per cell that noise is not measured.", "",
+            _table(body, ["method", "outcome", "seed sd", "task sd", "task sd / seed sd", "rests on"]), ""]
 
 
 def _provenance(p: dict, suite: str | None) -> str:
@@ -218,58 +238,54 @@ def scatter_png(scores: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> b
     return buffer.getvalue()
 
 
-def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
-          from_tables: bool = False) -> dict:
+def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: pd.DataFrame, missing: list[str],
+           suite: str | None, *, baselines, min_n: int) -> Path:
     """Write ``leaderboard.md``, ``stats.csv`` (per group), ``summary.csv`` (per outcome x estimator),
-    ``stability.csv`` (one dataset left out), the board tables (``leaderboard.tables``) and plots
-    into ``out``. ``source``: a results folder of cells, or with ``from_tables`` a board folder."""
-    from estimators import estimator_class, list_estimators
+    ``stability.csv`` (one dataset left out), ``noise.csv`` (seed noise beside task spread) and plots
+    into ``out``; return the page's path.
 
-    collected = read_tables(source) if from_tables else collect(source)
-    missing = completeness(collected)
-    suite = suite or collected["provenance"]["suite"]
+    ``tables``: ``scores``, ``outcomes`` (deltas as floats) and ``provenance`` of a board;
+    ``evaluation``: ``benchmark.evaluate``'s result on them (None without scores or outcomes);
+    ``noise``: ``benchmark.noise.seed_noise`` of the outcomes;
+    ``coverage``: one row per estimator (``benchmark.tables.coverage``); ``missing``: what a full
+    grid lacks; ``baselines``, ``min_n``: the evaluator's baseline names and smallest group."""
     out = Path(out)
-    scores, outcomes = collected["scores"], collected["outcomes"]
+    scores, outcomes = tables["scores"], tables["outcomes"]
     seconds = scores.groupby("estimator")["seconds"].mean()
-    registered = list_estimators()
-    cover = coverage(collected, registered, {n for n in registered if estimator_class(n).pool_relative})
     parts = [f"# transferbench leaderboard — suite `{suite or 'unknown'}`", ""]
     if missing:
         parts += [f"> **PARTIAL** results: missing {'; '.join(missing)}. The tables cover what exists.", ""]
-    evaluation = None
-    if not outcomes.empty and not scores.empty:
-        evaluation = evaluate(scores[list(SCORE_COLUMNS)], outcomes[["encoder", "method", "task", "seed", *EXACT]],
-                              n_boot=n_boot, seed=seed)
-        summary, groups = evaluation.summary, evaluation.groups
+    if evaluation is not None:
+        summary, groups, design = evaluation.summary, evaluation.groups, evaluation.design
         n_compared = int(summary.groupby("outcome")["ref_p"].count().max()) if len(summary) else 0
-        parts += _header(evaluation.design, n_compared)
-        floats = outcomes.astype({c: float for c in EXACT})
+        parts += _header(design, n_compared)
         for outcome in ORDER:
-            absent = sorted(set(cover["estimator"]) - set(summary.loc[summary["outcome"] == outcome, "estimator"]))
-            parts += [f"## {TITLES[outcome]}", "", _ranking(summary, outcome, seconds), "",
-                      *_notes_under(summary, outcome, absent, evaluation.design["groups"])]
+            absent = sorted(set(coverage["estimator"]) - set(summary.loc[summary["outcome"] == outcome, "estimator"]))
+            parts += [f"## {TITLES[outcome]}", "", _ranking(summary, outcome, seconds, design["reference"]), "",
+                      *_notes_under(summary, outcome, absent, design["groups"], min_n)]
         parts += ["## Stability: one dataset left out", "",
                   "The top of each table when one dataset (with its class-subset tasks) is left out; the rank "
                   "bands and LODO ranks above summarise the same question for every row.", "",
-                  _stability(summary, evaluation.stability, evaluation.design), "",
+                  _stability(summary, evaluation.stability, design), "",
                   "## Headroom: zero-shot accuracy", "", *_headroom(groups),
                   f"## Per fine-tuning method (ρ⁺ on {RANK_BY}, mean over encoders)", "", _breakdown(groups, "method"), "",
                   f"## Per encoder (ρ⁺ on {RANK_BY}, mean over methods)", "", _breakdown(groups, "group"), "",
-                  "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "", _outcome_summary(floats), ""]
-        for outcome in OUTCOMES:
-            atomic_write_bytes(out / "plots" / f"scatter_{outcome}.png", scatter_png(scores, floats, outcome))
-        parts += ["## Plots", ""] + [f"![{o}](plots/scatter_{o}.png)" for o in OUTCOMES] + [""]
-        for name, frame in (("stats", groups), ("summary", summary), ("stability", evaluation.stability)):
+                  "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "", _outcome_summary(outcomes),
+                  "", *_noise(noise)]
+        for outcome in PLOTS:
+            atomic_write_bytes(out / "plots" / f"scatter_{outcome}.png", scatter_png(scores, outcomes, outcome))
+        parts += ["## Plots", ""] + [f"![{o}](plots/scatter_{o}.png)" for o in PLOTS] + [""]
+        for name, frame in (("stats", groups), ("summary", summary), ("stability", evaluation.stability),
+                            ("noise", noise)):
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.10g").encode())
-    parts += ["## Coverage: every registered estimator", "", _coverage(cover), "",
+    parts += ["## Coverage: every registered estimator", "", _coverage(coverage), "",
               "## Estimator run time (seconds per cell, mean)", "",
               _table([[k, _fmt(v, 4, "")] for k, v in seconds.sort_values(kind="stable").items()], ["estimator", "seconds"]),
-              "", "## Provenance", "", _provenance(collected["provenance"], suite), "",
+              "", "## Provenance", "", _provenance(tables["provenance"], suite), "",
               "Notes: the source model of LEEP and NCE is the encoder's own zero-shot classifier over the "
               "task's class prompts, softmax(logit_scale · image @ text.T) (NCE uses its argmax). "
-              f"Baselines ({', '.join(sorted(BASELINES))}) are ranked beside the estimators. Every number is in "
-              "stats.csv (per group), summary.csv (per estimator) and stability.csv; the board rebuilds from its "
-              "own tables: `python -m benchmark leaderboard --tables DIR --out DIR`.", ""]
+              f"Baselines ({', '.join(sorted(baselines))}) are ranked beside the estimators. Every number is in "
+              "stats.csv (per group), summary.csv (per estimator), stability.csv and noise.csv; the board rebuilds "
+              "from its own tables: `python -m benchmark leaderboard --tables DIR --out DIR`.", ""]
     atomic_write_bytes(out / "leaderboard.md", "\n".join(parts).encode())
-    write_tables(collected, out)
-    return {"missing": missing, "evaluation": evaluation, "seconds": seconds, "path": out / "leaderboard.md"}
+    return out / "leaderboard.md"

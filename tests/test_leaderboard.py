@@ -1,19 +1,22 @@
 """The leaderboard from synthetic result cells: exact deltas, a board that rebuilds byte for byte
-from its own tables, the recovery of an older outcomes.csv, and every estimator accounted for."""
+from its own tables, the recovery of an older outcomes.csv, every estimator accounted for, and the
+seed noise beside the task spread."""
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.board import build
 from benchmark.cli import main
 from benchmark.results import cell_path, write_cell
+from benchmark.tables import read_tables
 from estimators import InvalidInput, list_estimators
-from leaderboard import build
-from leaderboard.tables import read_tables
 from tasks import get_task
 
 TASKS = ["cifar10", "cifar10_animals", "digits", "mnist", "notmnist", "pneumoniamnist"]
@@ -21,9 +24,12 @@ N_TEST = {t: 468 if t == "pneumoniamnist" else 500 for t in TASKS}  # pneumoniam
 N_OOD = 50
 
 
-def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora")):
-    """Score and outcome cells of a small grid; logme fails on 2 cells, leep is skipped on one."""
+def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora"), seeds=(0,), drop=()):
+    """Score and outcome cells of a small grid; logme fails on 2 cells, leep is skipped on one. The
+    outcome cells (encoder, method, task, seed) in ``drop`` are left out. Returns the correct counts
+    written: ``{(encoder, method, task, seed): (zero-shot counts, fine-tuned counts)}`` per task."""
     rng = np.random.default_rng(0)
+    written = {}
     for e in encoders:
         for t in TASKS:
             scores = {name: {"score": float(rng.normal()), "seconds": 0.001} for name in ("iimm", "leep", "random")}
@@ -40,26 +46,31 @@ def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora"))
             write_cell(cell_path(folder, "scores", f"{e}__{t}", {"e": e, "t": t}), {"e": e, "t": t}, record)
             zs = {u: int(rng.integers(0, N_TEST[u] if u == t else N_OOD)) for u in TASKS}
             for m in methods:
-                ft = {u: min(zs[u] + int(rng.integers(0, 200 if u == t else 5)), N_TEST[u] if u == t else N_OOD)
-                      for u in TASKS}
-                if (e, m) == ("e1", "full"):  # 267 - 220 and 91 - 44: the same gain, 47/500
-                    zs_t, ft_t = {"cifar10": (220, 267), "notmnist": (44, 91)}.get(t, (zs[t], ft[t]))
-                    zs, ft = {**zs, t: zs_t}, {**ft, t: ft_t}
-                size = {u: N_TEST[u] if u == t else N_OOD for u in TASKS}
-                cell = {"encoder": e, "method": m, "target": t, "seed": 0, "eval_tasks": [u for u in TASKS if u != t],
-                        "acc_zs": {u: zs[u] / size[u] for u in TASKS}, "acc_ft": {u: ft[u] / size[u] for u in TASKS},
-                        "n_test": size, "versions": {"toy": "1.0"}}
-                spec = {"e": e, "m": m, "t": t}
-                write_cell(cell_path(folder, "outcomes", f"{e}__{m}__{t}", spec), spec, cell)
+                for s in seeds:
+                    ft = {u: min(zs[u] + int(rng.integers(0, 200 if u == t else 5)), N_TEST[u] if u == t else N_OOD)
+                          for u in TASKS}
+                    if (e, m) == ("e1", "full"):  # 267 - 220 and 91 - 44: the same gain, 47/500
+                        zs_t, ft_t = {"cifar10": (220, 267), "notmnist": (44, 91)}.get(t, (zs[t], ft[t]))
+                        zs, ft = {**zs, t: zs_t}, {**ft, t: ft_t}
+                    if (e, m, t, s) in drop:
+                        continue
+                    size = {u: N_TEST[u] if u == t else N_OOD for u in TASKS}
+                    cell = {"encoder": e, "method": m, "target": t, "seed": s,
+                            "eval_tasks": [u for u in TASKS if u != t], "n_test": size, "versions": {"toy": "1.0"},
+                            "acc_zs": {u: zs[u] / size[u] for u in TASKS}, "acc_ft": {u: ft[u] / size[u] for u in TASKS}}
+                    spec = {"e": e, "m": m, "t": t, "s": s}
+                    write_cell(cell_path(folder, "outcomes", f"{e}__{m}__{t}__{s}", spec), spec, cell)
+                    written[e, m, t, s] = dict(zs), dict(ft)
+    return written
 
 
 @pytest.fixture(scope="module")
 def boards(tmp_path_factory):
     results, first, second = (tmp_path_factory.mktemp(n) for n in ("results", "board", "rebuilt"))
-    write_results(results)
+    written = write_results(results)
     build(results, first, n_boot=200)
     build(first, second, n_boot=200, from_tables=True)
-    return results, first, second
+    return results, first, second, written
 
 
 def files(folder):
@@ -67,16 +78,17 @@ def files(folder):
 
 
 def test_board_rebuilds_byte_for_byte_from_its_own_tables(boards, tmp_path):
-    results, first, second = boards
+    results, first, second, _ = boards
     assert files(first) == files(second)
     assert {str(p) for p in files(first)} >= {"leaderboard.md", "stats.csv", "summary.csv", "stability.csv",
-                                              "scores.csv", "outcomes.csv", "not_scored.csv", "provenance.json"}
+                                              "noise.csv", "scores.csv", "outcomes.csv", "not_scored.csv",
+                                              "provenance.json"}
     build(results, tmp_path, n_boot=200)  # the same cells again: the same bytes
     assert files(tmp_path) == files(first)
 
 
 def test_outcomes_carry_exact_counts(boards):
-    _, first, _ = boards
+    _, first, _, _ = boards
     outcomes = pd.read_csv(first / "outcomes.csv")
     tied = outcomes[(outcomes.encoder == "e1") & (outcomes.method == "full") & outcomes.task.isin(["cifar10", "notmnist"])]
     assert list(tied.id_gain) == [0.094, 0.094]
@@ -91,7 +103,7 @@ def test_outcomes_carry_exact_counts(boards):
 
 
 def test_older_outcomes_without_counts_are_recovered(boards, tmp_path):
-    _, first, _ = boards
+    _, first, _, _ = boards
     (tmp_path / "scores.csv").write_bytes((first / "scores.csv").read_bytes())
     full = pd.read_csv(first / "outcomes.csv")
     old = full[["encoder", "method", "task", "seed", "id_gain", "id_gain_norm", "ood_change"]]
@@ -105,7 +117,7 @@ def test_older_outcomes_without_counts_are_recovered(boards, tmp_path):
 
 
 def test_tampered_or_missing_tables_are_one_line_errors(boards, tmp_path, capsys):
-    _, first, _ = boards
+    _, first, _, _ = boards
     (tmp_path / "scores.csv").write_bytes((first / "scores.csv").read_bytes())
     outcomes = pd.read_csv(first / "outcomes.csv")
     outcomes.loc[3, "id_gain"] += 0.01
@@ -118,7 +130,7 @@ def test_tampered_or_missing_tables_are_one_line_errors(boards, tmp_path, capsys
 
 
 def test_every_registered_estimator_is_accounted_for(boards, tmp_path):
-    _, first, _ = boards
+    _, first, _, _ = boards
     page = (first / "leaderboard.md").read_text()
     coverage = page.split("## Coverage: every registered estimator")[1].split("## ")[0]
     rows = {line.split("|")[1].strip(): line for line in coverage.splitlines() if line.startswith("| ")}
@@ -139,7 +151,7 @@ def test_every_registered_estimator_is_accounted_for(boards, tmp_path):
 
 
 def test_header_defines_every_column(boards):
-    _, first, _ = boards
+    _, first, _, _ = boards
     page = (first / "leaderboard.md").read_text()
     definitions = page.split("How to read a table")[1].split("\n## ")[0]
     terms = set(re.findall(r"\*\*([^*]+)\*\*", definitions))
@@ -151,6 +163,80 @@ def test_header_defines_every_column(boards):
         assert any(label.startswith(t) or t.startswith(label) for t in terms), column
     assert "6 tasks from 5 datasets (cifar10, cifar10_animals share cifar10's images)" in page
     assert "3 encoders, 2 fine-tuning methods, 1 seed: 6 (method, encoder) groups" in page
+
+
+def hand_deltas(written) -> dict:
+    """Every written cell's three deltas, as fractions of the counts it was written with."""
+    out = {}
+    for (e, m, t, s), (zs, ft) in written.items():
+        other = [u for u in TASKS if u != t and not (u.startswith("cifar10") and t.startswith("cifar10"))]
+        ood = [Fraction(ft[u] - zs[u], N_OOD) for u in other]
+        gain = ft[t] - zs[t]
+        out[e, m, t, s] = {"id_gain": Fraction(gain, N_TEST[t]), "id_gain_norm": Fraction(gain, N_TEST[t] - zs[t]),
+                           "ood_change": sum(ood) / len(ood)}
+    return out
+
+
+def hand_noise(deltas: dict, method: str, outcome: str) -> tuple:
+    """(seed sd, task sd) as the brief defines them, with ``statistics`` on exact fractions; seed sd
+    None without a cell of 2+ seeds."""
+    cells, means = {}, {}
+    for (e, m, t, s), d in deltas.items():
+        if m == method:
+            cells.setdefault((e, t), []).append(d[outcome])
+    for (e, t), values in cells.items():
+        means.setdefault(e, []).append(statistics.mean(values))
+    seed = [statistics.variance(v) for v in cells.values() if len(v) >= 2]
+    return (math.sqrt(statistics.mean(seed)) if seed else None,
+            math.sqrt(statistics.mean(statistics.variance(v) for v in means.values())))
+
+
+def noise_rows(page: str) -> dict:
+    section = page.split("**Seed noise beside task spread**")[1].split("\n## ")[0]
+    assert "nan" not in section.lower()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["method", "outcome", "seed sd", "task sd", "task sd / seed sd", "rests on"]
+    return {(r[0], r[1]): r[2:] for r in rows[1:]}
+
+
+def test_seed_noise_beside_task_spread_matches_a_hand_computation(tmp_path):
+    drop = {("e2", "lora", "digits", 2), ("e3", "lora", "mnist", 1), ("e3", "lora", "mnist", 2)}
+    written = write_results(tmp_path / "results", seeds=(0, 1, 2), drop=drop)
+    build(tmp_path / "results", tmp_path / "board", n_boot=20)
+    build(tmp_path / "board", tmp_path / "rebuilt", n_boot=20, from_tables=True)
+    assert files(tmp_path / "rebuilt") == files(tmp_path / "board")
+    noise = pd.read_csv(tmp_path / "board" / "noise.csv")
+    outcomes = ("id_gain", "id_gain_norm", "ood_change")
+    assert list(zip(noise.method, noise.outcome)) == [(m, o) for m in ("full", "lora") for o in outcomes]
+    deltas = hand_deltas(written)
+    rows = noise_rows((tmp_path / "board" / "leaderboard.md").read_text())
+    for r in noise.itertuples():
+        seed_sd, task_sd = hand_noise(deltas, r.method, r.outcome)
+        assert seed_sd > 0 and task_sd > 0
+        assert (r.seed_sd, r.task_sd, r.ratio) == pytest.approx((seed_sd, task_sd, task_sd / seed_sd), rel=1e-9)
+        assert rows[r.method, r.outcome][:3] == [f"{seed_sd:.3f}", f"{task_sd:.3f}", f"{task_sd / seed_sd:.1f}"]
+    counts = ["seed_cells", "seeds_min", "seeds_max", "task_encoders", "tasks_min", "tasks_max"]
+    # lora: (e3, mnist) has one seed (out of the seed sd, in the task sd), (e2, digits) two
+    assert noise.groupby("method")[counts].nunique().eq(1).all().all()
+    assert noise.groupby("method")[counts].first().to_dict("index") == {
+        "full": dict(zip(counts, [18, 3, 3, 3, 6, 6])), "lora": dict(zip(counts, [17, 2, 3, 3, 6, 6]))}
+    assert rows["full", "id_gain"][3] == "18 cells × 3 seeds; 3 encoders × 6 tasks"
+    assert rows["lora", "ood_change"][3] == "17 cells × 2–3 seeds; 3 encoders × 6 tasks"
+
+
+def test_one_seed_leaves_the_seed_noise_unmeasured(boards):
+    _, first, _, written = boards
+    noise = pd.read_csv(first / "noise.csv")
+    assert noise.seed_sd.isna().all() and noise.ratio.isna().all() and (noise.seed_cells == 0).all()
+    assert all(line.split(",")[2] == "" for line in (first / "noise.csv").read_text().splitlines()[1:])
+    deltas = hand_deltas(written)
+    rows = noise_rows((first / "leaderboard.md").read_text())
+    assert len(rows) == len(noise) == 6
+    for r in noise.itertuples():
+        seed_sd, task_sd = hand_noise(deltas, r.method, r.outcome)
+        assert seed_sd is None and r.task_sd == pytest.approx(task_sd, rel=1e-9)
+        assert rows[r.method, r.outcome] == ["not measured", f"{task_sd:.3f}", "-",
+                                             "1 seed per cell; 3 encoders × 6 tasks"]
 
 
 def test_exact_deltas_of_a_cell():
