@@ -7,6 +7,12 @@ leaves no worker holding memory. ``--backend dask --scheduler ADDRESS`` sends th
 cells to a running Dask distributed cluster (the ``dask`` extra); without an address a
 local cluster is started in-process. A Dask run that has no worker for
 ``TRANSFERBENCH_DASK_WAIT`` seconds (default 300) stops with a line saying so.
+
+A loky worker keeps what its cells share (the encoder, the ConSE text bank, tar indexes),
+and training leaves its allocator a few hundred MB larger than after its first cell. Loky
+reads any growth over 300 MB as a leak and replaces the worker, which then imports torch and
+rebuilds the encoder again (every 40-85 s in a ``mini`` run); ``WORKER_GROWTH`` raises that
+allowance, so a worker still restarts if it really leaks.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from estimators import InvalidInput
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
 POLL_S = 0.5
+WORKER_GROWTH = 1.5e9  # bytes a loky worker may grow past its size after its first cell
 
 
 def run_cells(fn: Callable, cells: Sequence, n_jobs: int = 1, backend: str = "loky", scheduler: str | None = None,
@@ -62,6 +69,9 @@ def _in_worker(parent: int | None, fn: Callable, cell):
 
         tqdm.set_lock(threading.RLock())
         if parent is not None and os.getpid() != parent:
+            from joblib.externals.loky import process_executor
+
+            process_executor._MAX_MEMORY_LEAK_SIZE = int(WORKER_GROWTH)  # loky's leak check (private)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="transferbench-parent-watch").start()
     return fn(cell)

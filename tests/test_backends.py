@@ -1,4 +1,8 @@
 """Scale-out: the same cells through joblib and through a local Dask cluster, in cell order."""
+import os
+import time
+
+import numpy as np
 import pytest
 
 from benchmark.backends import run_cells
@@ -12,6 +16,22 @@ def square(x):
 @pytest.mark.parametrize("backend, n_jobs", [("sequential", 1), ("threading", 2), ("loky", 2)])
 def test_joblib_backends_keep_cell_order(backend, n_jobs):
     assert run_cells(square, list(range(7)), n_jobs=n_jobs, backend=backend) == [x * x for x in range(7)]
+
+
+_KEPT = []
+
+
+def cache_320mb(_):
+    """A cell that leaves its worker 320 MB larger, as a worker's caches do, after over a second
+    (loky checks a worker's memory at most once a second)."""
+    _KEPT.append(np.ones(40_000_000))
+    time.sleep(1.1)
+    return os.getpid()
+
+
+def test_a_loky_worker_that_grows_by_its_caches_is_not_replaced():
+    pids = run_cells(cache_320mb, list(range(6)), n_jobs=2, backend="loky")
+    assert len(set(pids)) == 2  # loky's default (300 MB) would start a third worker after the second cell
 
 
 def test_local_dask_cluster_in_process():
