@@ -21,15 +21,14 @@ from dataclasses import dataclass
 
 from estimators.errors import InvalidInput
 
-#: Measured seconds per cell (published cold ``mini`` run, torch 2.13 CPU, benchmark/outcomes.py):
-#: one cell at a time on 2 idle cores; ``run``'s default two cells side by side do ``speedup`` x
-#: the work per minute. Score cells: 3.7 min for 27 at two side by side. Paper figures on a GPU
-#: are not measured yet.
+#: Measured wall seconds per cell with ``run``'s default two cells side by side (one thread each),
+#: the mean over the cells of the published cold ``mini`` run (12 tasks, torch 2.13 CPU, 2 cores:
+#: the ``seconds`` of each outcome cell; score cells: 36 in 2.4 min). Paper figures on a GPU are
+#: not measured yet.
 MEASURED = {
-    "mini": {"where": "a 2-core CPU; the published cold run took 35.5 min", "speedup": 1.3,
-             "score": 3.7 * 60 / 27 * 1.3,
-             "full": 1227 / 27, "bitfit": 570 / 27, "lora": 243 / 27, "attention": 235 / 27,
-             "clip_adapter": 129 / 27},
+    "mini": {"where": "2 CPU cores; the published cold run took 27.5 min", "workers": 2,
+             "score": 2.4 * 60 * 2 / 36,
+             "full": 41.6, "bitfit": 22.4, "lora": 6.4, "attention": 6.5, "clip_adapter": 3.3},
 }
 #: Loaders that can fetch their data through torchvision (SUN397: the images, not its partition files).
 FETCHABLE_LOADERS = ("torchvision", "eurosat", "sun397")
@@ -134,8 +133,8 @@ def cost_report(suite, n_score: int, methods: list[str], n_encoders: int) -> lis
     measured = MEASURED.get(suite.name, {}) if builtin else {}
     if all(m in measured for m in methods):
         seconds = n_score * measured["score"] + sum(per_ft * measured[m] for m in methods)
-        return [f"cost: about {seconds / 60:.0f} min one cell at a time, {seconds / measured['speedup'] / 60:.0f} min "
-                f"with two cells side by side (estimate from per-cell figures measured on {measured['where']})"]
+        return [f"cost: about {seconds / measured['workers'] / 60:.0f} min with {measured['workers']} cells side by "
+                f"side (estimate from per-cell figures measured on {measured['where']})"]
     from tasks import get_task
 
     from .methods import METHODS

@@ -119,7 +119,7 @@ def test_mini_passes_on_this_machine(capsys):
         pytest.skip(str(exc))
     status, out = check(capsys, "--suite", "mini")
     assert status == 0, out
-    assert "27 score cells" in out and "135 fine-tuning cells" in out and "measured" in out
+    assert "36 score cells" in out and "180 fine-tuning cells" in out and "measured" in out
 
 
 @pytest.mark.parametrize("suite, content, message", [
