@@ -12,24 +12,25 @@ One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.results``: named 
 cell, content-addressed by its spec (everything that changes the result), written
 atomically, and skipped when it exists, so a killed run resumes cell by cell.
 
-Cost of a ``mini`` cell (the ``finetune`` preset of ``benchmark/suites/mini.json``), seconds of training + evaluation on
-2 otherwise idle cores (torch 2.13 CPU, warm embedding cache); GTSRB (43 classes) is the
-costliest target for a trained text tower, the other targets cost about as much as CIFAR-10:
+Cost of a ``mini`` cell (the ``finetune`` preset of ``benchmark/suites/mini.json``): mean wall
+seconds over the 36 cells of each method in the published cold run (12 tasks, torch 2.13 CPU,
+two cells side by side on 2 cores, one thread each; the ``seconds`` each cell records), and
+where they go:
 
-==============  ========================  ========================  ====================
-method          conse-lite0 / CIFAR-10    conse-lite1 / CIFAR-10    conse-lite2 / GTSRB
-==============  ========================  ========================  ====================
-clip_adapter    5                         5                         6
-lora            7                         6                         26
-attention       7                         5                         ~27 (5 epochs: 44)
-bitfit          18                        19                        32
-full            35                        40                        62
-==============  ========================  ========================  ====================
+==============  =======  ========  ==========  ==============================================
+method          seconds  training  evaluation  trains (ConSE encoders)
+==============  =======  ========  ==========  ==============================================
+full            41.6     78%       22%         image + text towers
+bitfit          22.4     53%       42%         biases of both towers
+attention       6.5      67%       27%         MiniLM Q/K/V (cached image embeddings)
+lora            6.4      69%       27%         MiniLM Q/V low-rank (cached image embeddings)
+clip_adapter    3.3      45%       51%         adapters on cached embeddings
+==============  =======  ========  ==========  ==============================================
 
-Measured over the whole 3 x 9 x 5 grid, one cell at a time on two threads: 2,404 s of cells
-(full 1,227, bitfit 570, lora 243, attention 235, clip_adapter 129), 40.5 min in all. Two
-one-thread cells side by side (``run``'s default ``--n-jobs`` on 2 cores) do ~1.3x the work per
-minute. Timings vary by about 30%, and several-fold when other processes compete for the cores.
+Evaluation runs a trained image tower with its BatchNorm folded (``encoders.fold``, 1.45x faster
+inference) over the target's test sample and the kept out-of-domain images only; zero-shot
+accuracy comes from the cached embeddings (under 1%). Timings vary by about 30%, and
+several-fold when other processes compete for the cores.
 """
 from __future__ import annotations
 
