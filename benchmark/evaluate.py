@@ -166,7 +166,8 @@ def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame, directions: Mapping[s
     groups = pd.DataFrame(rows, columns=COLUMNS)
     groups["baseline"] = groups["estimator"].isin(set(baselines))
     groups["higher_is_better"] = groups["estimator"].map(sign) > 0
-    groups = groups.fillna(_COUNTS).astype({c: type(v) for c, v in _COUNTS.items()})
+    groups = groups.astype({c: object for c in _COUNTS}).fillna(_COUNTS)  # object: a bool never fills a float column
+    groups = groups.astype({c: type(v) for c, v in _COUNTS.items()})
     groups["ref_p_holm"] = groups.groupby(list(_KEYS[1:]))["ref_p"].transform(holm)
     groups = groups.sort_values(list(_KEYS)).reset_index(drop=True)
     summary, stability = _summarise(groups, sums, sign, set(baselines), datasets, cluster_of)
