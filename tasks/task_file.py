@@ -16,7 +16,7 @@ what is wrong (``InvalidInput``).
 """
 from __future__ import annotations
 
-import difflib
+import functools
 import inspect
 import json
 import os
@@ -25,6 +25,7 @@ from pathlib import Path
 from estimators.errors import InvalidInput
 from estimators.registry import NAME, UnknownName
 
+from . import user_file
 from .loaders import LOADERS
 from .task import Task
 
@@ -32,6 +33,10 @@ KEYS = ("id", "version", "classnames", "templates", "source", "loader", "loader_
         "how_to_get", "fallback")
 SUBSET_KEYS = ("parent", "class_subset")
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)
+KIND = "task file"
+_fail = functools.partial(user_file.fail, KIND)
+_expect = functools.partial(user_file.expect, KIND)
+_is_int = user_file.is_int
 SPLITS = ("train", "test")
 
 
@@ -62,21 +67,11 @@ def read_task_file(path: str | os.PathLike) -> Task:
 
 
 def _read(path: Path, keys: tuple[str, ...]) -> dict:
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"task file {path}: not found") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"task file {path}: cannot read it as JSON ({exc})") from None
-    if not isinstance(spec, dict):
-        raise InvalidInput(f"task file {path}: must hold one JSON object, found {type(spec).__name__}")
+    spec = user_file.read_object(KIND, path)
     for key in spec:
         if key in SUBSET_KEYS and key not in keys:
             _fail(path, key, "class-subset variants are defined in tasks/definitions only")
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            _fail(path, key, f"unknown key ({hint}known: {', '.join(keys)})")
+        user_file.check_key(KIND, path, key, keys)
     return spec
 
 
@@ -165,19 +160,6 @@ def _bind(path: Path, loader, args, key: str = "loader_args") -> None:
     except TypeError as exc:
         takes = [p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY]
         _fail(path, key, f"{exc}; this loader takes {', '.join(takes) or 'no arguments'}")
-
-
-def _expect(path: Path, spec: dict, key: str, ok, expected: str) -> None:
-    if not ok:
-        _fail(path, key, f"must be {expected}, got {json.dumps(spec.get(key))[:80]}")
-
-
-def _fail(path: Path, key: str, problem: str):
-    raise InvalidInput(f"task file {path}: key {key!r}: {problem}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _strings(value) -> bool:

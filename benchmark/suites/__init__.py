@@ -24,7 +24,7 @@ Every problem is one line naming the file, the key and what is wrong (``InvalidI
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from pathlib import Path
 from encoders.extract import PROMPT_MODES
 from estimators.errors import InvalidInput
 from estimators.registry import NAME, Registry, UnknownName
-from tasks import Task, get_task, read_task_file, register_task
+from tasks import Task, get_task, read_task_file, register_task, user_file
 
 from ..finetune_config import GENERIC, BadSetting, FinetuneConfig
 from ..methods import METHODS
@@ -42,6 +42,10 @@ KEYS = ("name", "description", "notes", "encoders", "tasks", "methods", "seeds",
 SAMPLING = ("n_train", "n_test", "prompts", "sample_seed")  # set by the suite's own keys, not in ``finetune``
 FINETUNE_KEYS = tuple(k for k in GENERIC if k not in SAMPLING) + ("overrides", "sweep")
 DEFAULTS = {"seeds": [0], "n_train": 500, "n_test": 500, "prompts": "ensemble", "finetune": {}}
+KIND = "suite file"
+_fail = functools.partial(user_file.fail, KIND)
+_expect = functools.partial(user_file.expect, KIND)
+_is_int = user_file.is_int
 
 SUITES = Registry("suite")  # name -> path of a built-in suite file
 for _path in sorted(Path(__file__).parent.glob("*.json")):
@@ -86,14 +90,7 @@ def builtin_suites() -> dict[str, Suite]:
 def read_suite(path: Path) -> Suite:
     """Read and check a suite file; register the tasks of its task files."""
     path = Path(path).expanduser().absolute()
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"suite file {path}: not found") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"suite file {path}: cannot read it as JSON ({exc})") from None
-    if not isinstance(spec, dict):
-        raise InvalidInput(f"suite file {path}: must hold one JSON object, found {type(spec).__name__}")
+    spec = user_file.read_object(KIND, path)
     _known(path, spec, KEYS)
     for key in ("encoders", "tasks"):
         if key not in spec:
@@ -178,23 +175,7 @@ def with_entries(suite: Suite, **entries) -> Suite:
 
 def _known(path: Path, spec: dict, keys: tuple[str, ...], prefix: str = "") -> None:
     for key in spec:
-        if key not in keys:
-            close = difflib.get_close_matches(key, keys, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            _fail(path, f"{prefix}{key}", f"unknown key ({hint}known: {', '.join(keys)})")
-
-
-def _expect(path: Path, spec: dict, key: str, ok, expected: str) -> None:
-    if not ok:
-        _fail(path, key, f"must be {expected}, got {json.dumps(spec.get(key))[:80]}")
-
-
-def _fail(path: Path, key: str, problem: str):
-    raise InvalidInput(f"suite file {path}: key {key!r}: {problem}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        user_file.check_key(KIND, path, key, keys, prefix)
 
 
 def _names(value) -> bool:
