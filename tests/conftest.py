@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _task_registry_per_module():
+    """Tasks a test module registers (a user's task file run in-process) leave with the module."""
+    from tasks import TASKS
+
+    before = dict(TASKS._entries)
+    yield
+    TASKS._entries = before
+
+
 def make_embeddings(kind: str, n_per_class: int = 20, n_classes: int = 4, dim: int = 16,
                     seed: int = 0, **meta) -> EmbeddingSet:
     """``separable``: tight clusters around orthogonal class centres, class prompts at the centres.
