@@ -8,31 +8,81 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from estimators.errors import InvalidInput
+
 from estimators import estimator_class, list_estimators
 from leaderboard import render
+from leaderboard.selection import render_selection
 
 from .evaluate import BASELINES, MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
 from .noise import seed_noise
+from .selection import (checked_attributes, directions_of, grid_accuracies, read_table, select_models,
+                        split_directions)
 from .tables import EXACT, collect, completeness, coverage, read_tables, write_tables
 
 
+PROTOCOLS = ("all", "tasks", "models")
+
+
 def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
-          from_tables: bool = False) -> dict:
+          from_tables: bool = False, protocol: str = "all", models: Path | None = None) -> dict:
     """Write the board into ``out`` (``leaderboard.render`` and ``benchmark.tables.write_tables``).
-    ``source``: a results folder of cells, or with ``from_tables`` a board folder. Returns
-    ``{"missing", "evaluation", "path"}`` (``evaluation`` is None without scores or outcomes)."""
+    ``source``: a results folder of cells, or with ``from_tables`` a board folder. ``protocol``: ``tasks``
+    (per encoder, across tasks), ``models`` (per task, across encoders, with the pooled view) or ``all``;
+    ``models``: an optional CSV of model attributes (``model`` + numeric columns, e.g. parameter count)
+    ranked as static baselines. Returns ``{"missing", "evaluation", "selection", "path"}``
+    (``evaluation`` / ``selection`` are None when not asked for or without scores and outcomes)."""
     collected = read_tables(source) if from_tables else collect(source)
     missing = completeness(collected)
     registered = list_estimators()
     cover = coverage(collected, registered, {n for n in registered if estimator_class(n).pool_relative})
     scores, outcomes = collected["scores"], collected["outcomes"]
-    evaluation = None
+    evaluation = selection = None
     if not outcomes.empty and not scores.empty:
-        evaluation = evaluate(scores[list(SCORE_COLUMNS)], outcomes[["encoder", "method", "task", "seed", *EXACT]],
-                              n_boot=n_boot, seed=seed)
-    floats = {**collected, "outcomes": outcomes.astype({c: float for c in EXACT})}
+        if protocol in ("all", "tasks"):
+            evaluation = evaluate(scores[list(SCORE_COLUMNS)],
+                                  outcomes[["encoder", "method", "task", "seed", *EXACT]], n_boot=n_boot, seed=seed)
+        if protocol in ("all", "models"):
+            grid_scores = scores.rename(columns={"encoder": "model"})[["task", "model", "estimator", "score"]]
+            selection = select_models(grid_accuracies(outcomes), grid_scores,
+                                      directions_of(grid_scores["estimator"].unique()),
+                                      attributes=_attributes(models), n_boot=n_boot, seed=seed, with_pooled=True)
     suite = suite or collected["provenance"]["suite"]
+    if protocol == "models":
+        if selection is None:
+            raise InvalidInput(f"{source} has no scores and outcomes to rank models by")
+        path = render_selection(out, selection, f"transferbench model selection — suite `{suite or 'unknown'}`",
+                                [f"Ground truth: the fine-tuned accuracy of the outcome cells in {source} "
+                                 "(seed means); scores: the estimators' scores of the same cells."])
+        return {"missing": missing, "evaluation": None, "selection": selection, "path": path}
+    floats = {**collected, "outcomes": outcomes.astype({c: float for c in EXACT})}
     path = render(out, floats, evaluation, seed_noise(outcomes), cover, missing, suite,
-                  baselines=BASELINES, min_n=MIN_N)
+                  baselines=BASELINES, min_n=MIN_N, selection=selection)
     write_tables(collected, out)
-    return {"missing": missing, "evaluation": evaluation, "path": path}
+    return {"missing": missing, "evaluation": evaluation, "selection": selection, "path": path}
+
+
+def build_selection(accuracies: Path, out: Path, scores: Path | None = None, models: Path | None = None,
+                    n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """The ``models`` protocol on published files: ``accuracies`` (``task,model,accuracy[,method]``),
+    optional ``scores`` (``task,model,estimator,score[,higher_is_better]``; without it only the baselines
+    that need no embeddings are ranked) and ``models`` (attributes). Writes ``leaderboard.md``,
+    ``selection.csv``, ``selection_summary.csv`` and ``selection_skipped.csv`` into ``out``."""
+    given = {}
+    score_frame = None
+    if scores is not None:
+        score_frame, given = split_directions(read_table(scores, "scores"))
+    selection = select_models(read_table(accuracies, "accuracies"), score_frame,
+                              directions_of(set(score_frame["estimator"].astype(str)) if score_frame is not None
+                                            and "estimator" in score_frame.columns else (), given),
+                              attributes=_attributes(models), n_boot=n_boot, seed=seed)
+    sources = [f"Ground truth: `{Path(accuracies).name}`"
+               + (f"; scores: `{Path(scores).name}`" if scores is not None else
+                  "; no scores given, so only the baselines that need no embeddings are ranked")
+               + (f"; model attributes: `{Path(models).name}`." if models is not None else ".")]
+    path = render_selection(out, selection, f"Model selection on `{Path(accuracies).stem}`", sources)
+    return {"selection": selection, "path": path}
+
+
+def _attributes(models: Path | None):
+    return None if models is None else checked_attributes(read_table(models, "models"))

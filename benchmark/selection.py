@@ -154,12 +154,72 @@ def task_statistics(models: np.ndarray, x: np.ndarray, y: np.ndarray, draws: int
 
 
 def grid_accuracies(outcomes: pd.DataFrame) -> pd.DataFrame:
-    """``task, model, method, accuracy`` from the harness's outcome table (``n_test``, ``correct_ft``
-    per encoder x method x task x seed): the exact seed mean of the fine-tuned accuracy."""
-    acc = outcomes.assign(acc_ft=[Fraction(int(c), int(n)) for c, n in zip(outcomes["correct_ft"],
-                                                                            outcomes["n_test"])])
-    means = acc.groupby(["encoder", "method", "task"], sort=True)["acc_ft"].agg(exact_mean).reset_index()
+    """``task, model, method, accuracy`` from the harness's outcome table (per encoder x method x task x
+    seed): the exact seed mean of the fine-tuned accuracy, ``correct_ft / n_test`` where the counts are
+    there, else ``acc_zs + id_gain`` (a board folder written before the counts were kept)."""
+    if {"correct_ft", "n_test"} <= set(outcomes.columns):
+        acc_ft = [Fraction(int(c), int(n)) for c, n in zip(outcomes["correct_ft"], outcomes["n_test"])]
+    else:
+        acc_ft = [Fraction(a) + Fraction(g) for a, g in zip(outcomes["acc_zs"], outcomes["id_gain"])]
+    means = outcomes.assign(acc_ft=acc_ft).groupby(["encoder", "method", "task"], sort=True)["acc_ft"]
+    means = means.agg(exact_mean).reset_index()
     return means.rename(columns={"encoder": "model", "acc_ft": "accuracy"})[["task", "model", "method", "accuracy"]]
+
+
+def directions_of(names, given: Mapping[str, bool] | None = None) -> dict[str, bool]:
+    """``higher_is_better`` per estimator: ``given`` first, else the registry's declaration, else True
+    (an unknown name, e.g. a column of published scores, counts as higher-is-better)."""
+    from estimators import ESTIMATORS
+
+    given = dict(given or {})
+    known = set(ESTIMATORS.names("*"))
+    return {n: bool(given[n]) if n in given else
+            bool(ESTIMATORS.get(n).higher_is_better) if n in known else True for n in names}
+
+
+def read_table(path, kind: str) -> pd.DataFrame:
+    """A CSV file of the protocol's inputs (``accuracies``, ``scores``, ``models``); InvalidInput (one
+    line) when it is missing or unreadable. The columns are checked by ``select_models``."""
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"task": str, "model": str,
+                                                                              "estimator": str, "method": str})
+    except (OSError, ValueError) as err:
+        raise InvalidInput(f"cannot read the {kind} file {path}: {err}") from None
+    if frame.empty:
+        raise InvalidInput(f"the {kind} file {path} has no rows")
+    return frame
+
+
+def split_directions(scores: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """Scores without their optional ``higher_is_better`` column, and the directions it gives
+    (``true/false/1/0``, one value per estimator)."""
+    if "higher_is_better" not in scores.columns:
+        return scores, {}
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    flags = scores["higher_is_better"].map(lambda v: words.get(str(v).strip().lower()))
+    if flags.isna().any():
+        bad = scores.loc[flags.isna(), "higher_is_better"].iloc[0]
+        raise InvalidInput(f"scores: higher_is_better {bad!r} is not true or false")
+    per = pd.DataFrame({"estimator": scores["estimator"].astype(str), "flag": flags}).drop_duplicates()
+    conflicting = per[per["estimator"].duplicated()]["estimator"]
+    if len(conflicting):
+        raise InvalidInput(f"scores: estimator {conflicting.iloc[0]!r} has both higher_is_better true and false")
+    return scores.drop(columns="higher_is_better"), dict(zip(per["estimator"], per["flag"].astype(bool)))
+
+
+def checked_attributes(models: pd.DataFrame) -> pd.DataFrame:
+    """``model`` plus numeric attribute columns (empty cells allowed: unknown); InvalidInput otherwise."""
+    if "model" not in models.columns:
+        raise InvalidInput(f"models is missing the column 'model'; it has {list(models.columns)}")
+    if models["model"].duplicated().any():
+        raise InvalidInput(f"models lists {models.loc[models['model'].duplicated(), 'model'].iloc[0]!r} twice")
+    out = models.assign(model=models["model"].astype(str))
+    for column in out.columns.drop("model"):
+        numbers = pd.to_numeric(out[column], errors="coerce")
+        if (numbers.isna() & out[column].notna()).any():
+            raise InvalidInput(f"models: column {column!r} is not numeric")
+        out[column] = numbers.astype(float)
+    return out
 
 
 # -- baselines ----------------------------------------------------------------------------------
@@ -257,7 +317,7 @@ def _paired_difference(block: pd.DataFrame, name: str, static_tasks: set, weight
 
 def _lomo_ranks(method: str, names: list[str], vectors: dict) -> dict:
     """Per estimator, the best and worst rank by mean weighted tau when one model is left out of
-    every task (tasks left with fewer than MIN_MODELS models drop out)."""
+    every task (tasks left with fewer than MIN_MODELS models drop out; NaN when every task does)."""
     models = sorted({m for (me, _, _), (ms, _, _) in vectors.items() if me == method for m in ms})
     ranks = {name: [] for name in names}
     for left_out in models:
@@ -267,6 +327,8 @@ def _lomo_ranks(method: str, names: list[str], vectors: dict) -> dict:
                     if me == method and n == name for keep in [ms != left_out] if keep.sum() >= MIN_MODELS]
             taus = [0.0 if not np.isfinite(t) else t for t in taus]
             means[name] = np.mean(taus) if taus else -np.inf
+        if all(m == -np.inf for m in means.values()):
+            continue  # too few models left on every task: this left-out model says nothing
         for name in names:
             ranks[name].append(1 + sum(means[o] > means[name] for o in names))
     return {name: (min(r), max(r)) if r else (np.nan, np.nan) for name, r in ranks.items()}
@@ -295,6 +357,10 @@ def _pooled(vectors: dict, per_task: pd.DataFrame, weights: np.ndarray, column: 
 
 # -- input checks -------------------------------------------------------------------------------
 def _accuracies(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("task", "model", "accuracy") if c not in df.columns]
+    if missing:
+        raise InvalidInput(f"accuracies is missing column(s) {missing}; expected task,model,accuracy "
+                           f"(and optionally method); it has {list(df.columns)}")
     if "method" not in df.columns:
         df = df.assign(method="")
     return _checked(df, "accuracies", ["task", "model", "method"], "accuracy")

@@ -15,6 +15,9 @@ from tabulate import tabulate
 
 from encoders.cache import atomic_write_bytes
 
+from .selection import section as selection_section
+from .selection import write_csvs as write_selection_csvs
+
 TITLES = {"id_gain_norm": "In-domain gain over zero-shot error (id_gain_norm)",
           "id_gain": "In-domain gain (id_gain = acc_ft - acc_zs on the target)",
           "ood_change": "Out-of-domain change (ood_change = mean acc_ft - acc_zs on the tasks of other datasets)"}
@@ -239,7 +242,7 @@ def scatter_png(scores: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> b
 
 
 def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: pd.DataFrame, missing: list[str],
-           suite: str | None, *, baselines, min_n: int) -> Path:
+           suite: str | None, *, baselines, min_n: int, selection=None) -> Path:
     """Write ``leaderboard.md``, ``stats.csv`` (per group), ``summary.csv`` (per outcome x estimator),
     ``stability.csv`` (one dataset left out), ``noise.csv`` (seed noise beside task spread) and plots
     into ``out``; return the page's path.
@@ -248,7 +251,9 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
     ``evaluation``: ``benchmark.evaluate``'s result on them (None without scores or outcomes);
     ``noise``: ``benchmark.noise.seed_noise`` of the outcomes;
     ``coverage``: one row per estimator (``benchmark.tables.coverage``); ``missing``: what a full
-    grid lacks; ``baselines``, ``min_n``: the evaluator's baseline names and smallest group."""
+    grid lacks; ``baselines``, ``min_n``: the evaluator's baseline names and smallest group;
+    ``selection``: ``benchmark.selection.select_models``'s result (the ``models`` protocol), rendered as
+    its own section and CSVs (``leaderboard.selection``) when given."""
     out = Path(out)
     scores, outcomes = tables["scores"], tables["outcomes"]
     seconds = scores.groupby("estimator")["seconds"].mean()
@@ -278,6 +283,9 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
         for name, frame in (("stats", groups), ("summary", summary), ("stability", evaluation.stability),
                             ("noise", noise)):
             atomic_write_bytes(out / f"{name}.csv", frame.to_csv(index=False, float_format="%.10g").encode())
+    if selection is not None:
+        parts += selection_section(selection)
+        write_selection_csvs(out, selection)
     parts += ["## Coverage: every registered estimator", "", _coverage(coverage), "",
               "## Estimator run time (seconds per cell, mean)", "",
               _table([[k, _fmt(v, 4, "")] for k, v in seconds.sort_values(kind="stable").items()], ["estimator", "seconds"]),
