@@ -149,6 +149,40 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     _plugin_option(board)
 
+    select = sub.add_parser(
+        "select", help="which of these encoders should I fine-tune on my task? (rank candidates by estimator)",
+        description="Embed a class-balanced sample of your task's training split with each candidate encoder "
+                    "(cached), score it with every estimator, and rank the candidates by each. With --board, also "
+                    "by the estimator that board found most reliable for model selection (its mean weighted tau "
+                    "and interval), saying plainly when the board cannot tell estimators apart or the candidates are "
+                    "too few for a ranking to mean much. Writes the whole report as JSON.",
+        epilog="examples:\n"
+               "  python -m benchmark select --task my_images/ --encoders conse-lite0,conse-lite1,conse-lite2 \\\n"
+               "      --board leaderboard/mini\n"
+               "  python -m benchmark select --task mytask.json --encoders open_clip:ViT-B-32/openai,"
+               "open_clip:hf-hub:timm/ViT-B-16-SigLIP --estimators 'logme,leep,iimm*'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    select.add_argument("--task", required=True,
+                        help="a registered task, a task file (.json) or an image folder (DIR/{train,test}/<class>/*)")
+    select.add_argument("--encoders", required=True, metavar="ID,ID,...",
+                        help="the candidate encoders, comma-separated: registered names (`ls encoders`) or ids such "
+                             "as open_clip:ARCH/TAG")
+    select.add_argument("--estimators", default="all", metavar="PATTERNS", help="which estimators (default: all)")
+    select.add_argument("--board", metavar="DIR",
+                        help="a board with the models protocol (e.g. leaderboard/mini): recommend by its most "
+                             "reliable estimator")
+    select.add_argument("--method", help="the board's fine-tuning method to trust (default: full, if it has it)")
+    select.add_argument("--n", type=int, default=500, metavar="N",
+                        help="class-balanced training sample per encoder (default: 500)")
+    select.add_argument("--seed", type=int, default=0, help="sampling seed")
+    select.add_argument("--prompts", choices=["ensemble", "single"], default="ensemble",
+                        help="average the task's templates (ensemble) or use the canonical one (single)")
+    select.add_argument("--json", metavar="FILE", help="where to write the report (default: select_TASK.json)")
+    select.add_argument("--batch-size", type=int, metavar="B", help="default: 8 on CPU, 128 on GPU")
+    select.add_argument("--random-state", type=int, default=0, help="seed for stochastic estimators")
+    _data_options(select)
+    _plugin_option(select)
+
     embed = sub.add_parser("embed", help="embed one task split with one encoder (cached) and summarise it",
                            description="Compute (or load from the cache) the embeddings of one task split.")
     embed.add_argument("--encoder", required=True, help="registered encoder name or open_clip:ARCH/TAG")
@@ -329,10 +363,10 @@ def cmd_run(args) -> int:
 
 
 def _task_id(name: str) -> str:
-    """A registered task, or the id of a task file (read and registered)."""
+    """A registered task, or the id of a task file or image folder (read and registered)."""
     from tasks import get_task, load_task_file
 
-    return load_task_file(name) if name.endswith(".json") else get_task(name).id
+    return load_task_file(name) if name.endswith(".json") or Path(name).is_dir() else get_task(name).id
 
 
 def _writable_cache(cache_dir) -> None:
@@ -436,13 +470,41 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_select(args) -> int:
+    from encoders import check_encoder_id
+    from encoders.cache import atomic_write_bytes
+    from tasks import get_task
+
+    from .recommend import format_report, select_encoders
+    from .validate import at_least, check_device
+
+    task = get_task(_task_id(args.task))
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    for name in encoders:
+        check_encoder_id(name)
+    at_least("--n", args.n, 1)
+    at_least("--seed", args.seed, 0)
+    check_device(args.device)
+    _writable_cache(args.cache_dir)
+    report = select_encoders(task, encoders, _select_estimators(args.estimators), n=args.n, seed=args.seed,
+                             prompts=args.prompts, board=args.board and Path(args.board), method=args.method,
+                             data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
+                             batch_size=args.batch_size, download=args.download, random_state=args.random_state,
+                             log=lambda line: print(line, file=sys.stderr))
+    path = Path(args.json or f"select_{task.id}.json")
+    atomic_write_bytes(path, (json.dumps(report, indent=1) + "\n").encode())
+    print(format_report(report))
+    print(f"report: {path}")
+    return 0
+
+
 def cmd_check(args) -> int:
     from .check import main_check
 
     return main_check(args)
 
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "finetune": cmd_finetune, "leaderboard": cmd_leaderboard,
+COMMANDS = {"run": cmd_run, "select": cmd_select, "score": cmd_score, "finetune": cmd_finetune, "leaderboard": cmd_leaderboard,
             "embed": cmd_embed,
             "ls": cmd_ls,
             "check": cmd_check}

@@ -5,6 +5,7 @@ style: tasks are data, not code); a user's task file, anywhere, is read and regi
 with ``load_task_file``. ``get_task(name).load(split, n=..., seed=...)`` gives a
 ``TaskSplit``; data are found under ``data_root()``.
 """
+import os
 from pathlib import Path
 
 from estimators.errors import InvalidInput
@@ -14,7 +15,7 @@ from . import imagefolder, torchvision_loaders  # noqa: F401  (register their lo
 from .loaders import LOADERS, TaskUnavailable
 from .sampling import balanced_indices
 from .task import Task, TaskSplit, data_root
-from .task_file import read_definitions, read_task_file
+from .task_file import read_definitions, read_image_folder, read_task_file
 
 DEFINITIONS = Path(__file__).parent / "definitions"
 TASKS = Registry("task")
@@ -42,8 +43,9 @@ def register_task(task: Task) -> None:
 
 
 def load_task_file(path) -> str:
-    """Read and register a user's task file; its task id."""
-    task = read_task_file(path)
+    """Read and register a user's task file, or an image folder given without one
+    (``tasks.task_file.read_image_folder``); its task id."""
+    task = read_image_folder(path) if os.path.isdir(path) else read_task_file(path)
     try:
         register_task(task)
     except InvalidInput as exc:

@@ -20,6 +20,7 @@ import functools
 import inspect
 import json
 import os
+import re
 from pathlib import Path
 
 from estimators.errors import InvalidInput
@@ -55,7 +56,19 @@ def read_definitions(folder: Path) -> list[Task]:
 def read_task_file(path: str | os.PathLike) -> Task:
     """The task of a user's task file (defaults as the module docstring says)."""
     path = Path(path).expanduser().absolute()
-    spec = _read(path, KEYS)
+    return _user_task(path, _read(path, KEYS))
+
+
+def read_image_folder(path: str | os.PathLike) -> Task:
+    """The task of an image folder (``DIR/{train,test}/<class>/*``) given without a task file: as a
+    task file ``{"loader": "imagefolder", "loader_args": {"path": DIR}}`` whose id is the folder's name
+    (lowercased, other characters than letters, digits, '_', '.', '-' made '_')."""
+    folder = Path(path).expanduser().absolute()
+    name = re.sub(r"[^a-z0-9_.-]", "_", folder.name.lower()).lstrip("_.-") or "images"
+    return _user_task(folder, {"id": name, "loader": "imagefolder", "loader_args": {"path": str(folder)}})
+
+
+def _user_task(path: Path, spec: dict) -> Task:
     if "id" not in spec and not NAME.match(path.stem):
         _fail(path, "id", f"missing, and the file name {path.stem!r} is no task id (lowercase letters, digits, "
                           f"'_', '.', '-'): add an \"id\"")
