@@ -9,6 +9,7 @@ import argparse
 import json
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 from estimators import ESTIMATORS, InvalidInput, estimator_info, import_plugin
@@ -27,6 +28,8 @@ examples:
   python -m benchmark score --embeddings my_task.npz
   python -m benchmark score --embeddings a.npz b.npz --estimators 'iimm*,logme' --format json
   python -m benchmark score --embeddings my_task.npz --plugins my_estimators.py
+  python -m benchmark select --task my_images/ --encoders conse-lite0,conse-lite1 --board leaderboard/mini
+  python -m benchmark leaderboard --accuracies published.csv --out my_board   # model selection on a zoo
 """
 
 
@@ -114,13 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser(
         "leaderboard", help="rank the estimators from a results folder or published accuracies (markdown, CSV, plots)",
-        description="Evaluate how well each estimator's scores predict fine-tuning, by two protocols. `tasks` (the "
+        description=textwrap.fill("Evaluate how well each estimator's scores predict fine-tuning, by two protocols. `tasks` (the "
                     "IIMM paper's): per encoder, across tasks, do scores predict the measured deltas? `models` (model "
                     "selection, the LogME line): per task, does the score put the encoder that fine-tunes best on "
                     "top? Writes leaderboard.md, stats.csv (every number), summary.csv, stability.csv, noise.csv "
                     "(seed noise beside task spread), selection*.csv (the models protocol), scores.csv, outcomes.csv "
                     "and plots/. A partial results folder gives a leaderboard of what exists, marked partial. "
-                    "With --accuracies, the models protocol runs on a published table of fine-tuning accuracies.",
+                    "With --accuracies, the models protocol runs on a published table of fine-tuning accuracies.", 100),
         epilog="examples:\n"
                "  python -m benchmark leaderboard --results results/mini\n"
                "  python -m benchmark leaderboard --tables leaderboard/mini --out /tmp/board\n"
@@ -151,11 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     select = sub.add_parser(
         "select", help="which of these encoders should I fine-tune on my task? (rank candidates by estimator)",
-        description="Embed a class-balanced sample of your task's training split with each candidate encoder "
+        description=textwrap.fill("Embed a class-balanced sample of your task's training split with each candidate encoder "
                     "(cached), score it with every estimator, and rank the candidates by each. With --board, also "
                     "by the estimator that board found most reliable for model selection (its mean weighted tau "
                     "and interval), saying plainly when the board cannot tell estimators apart or the candidates are "
-                    "too few for a ranking to mean much. Writes the whole report as JSON.",
+                    "too few for a ranking to mean much. Writes the whole report as JSON.", 100),
         epilog="examples:\n"
                "  python -m benchmark select --task my_images/ --encoders conse-lite0,conse-lite1,conse-lite2 \\\n"
                "      --board leaderboard/mini\n"

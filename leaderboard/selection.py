@@ -75,6 +75,7 @@ def section(selection, level: str = "##") -> list[str]:
     for method, block in summary.groupby("method", sort=True):
         lines += [f"{level}# {_label(method).capitalize()}", "", _ranking(block), "", *_findings(block, design), "",
                   _per_task(selection.per_task[selection.per_task["method"] == method]), ""]
+    lines += _across_methods(summary)
     if not selection.pooled.empty:
         lines += [f"{level}# Pooled view: one correlation over all (model, task) cells", "",
                   "Spearman correlation of score (oriented) and fine-tuned accuracy over every (model, task) cell "
@@ -86,6 +87,20 @@ def section(selection, level: str = "##") -> list[str]:
         lines += ["Skipped: " + "; ".join(f"{reason} ({count}×)" for reason, count in reasons.items())
                   + " (`selection_skipped.csv`).", ""]
     return lines
+
+
+def _across_methods(summary: pd.DataFrame) -> list[str]:
+    """How many comparisons with the static ranker the board makes, and how many chance would win."""
+    compared = summary[(summary["estimator"] != STATIC) & np.isfinite(summary["vs_static"])]
+    if summary["method"].nunique() < 2 or compared.empty:
+        return []
+    above = compared[compared["vs_static_lo"] > 0]
+    return [f"Across the {summary['method'].nunique()} methods, {len(above)} of the {len(compared)} comparisons with "
+            f"`{STATIC}` {'has' if len(above) == 1 else 'have'} an interval above 0"
+            + (" (" + ", ".join(f"`{r.estimator}` on `{r.method}`" for r in above.itertuples()) + ")"
+               if len(above) else "")
+            + f"; with no real difference about {len(compared) / 40:.1f} would (each interval misses above with "
+              f"2.5% chance), so read a lone one as noise unless it recurs on other boards.", ""]
 
 
 def _ranking(block: pd.DataFrame) -> str:

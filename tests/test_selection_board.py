@@ -114,3 +114,22 @@ def test_accuracies_refuse_the_tasks_protocol_and_scores_need_accuracies(tmp_pat
     assert main(["leaderboard", "--tables", str(tmp_path), "--scores", str(acc)]) == 2
     err = capsys.readouterr().err
     assert "use --protocol models" in err and "--scores goes with --accuracies" in err
+
+
+def test_the_readme_table_of_the_zoo_boards_is_their_csv():
+    """Hand-typed numbers drift: every row of the README's model-selection table is read back from
+    the board it names, and every row of those boards is in the README."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(sfda_group\d)` \| `(\w+)` \| (.+?) \| (.+?) \| (.+?) \| (.+?) \|$", readme, re.M)
+    expected = []
+    for group in ("sfda_group1", "sfda_group2"):
+        for r in pd.read_csv(ROOT / "leaderboard" / group / "selection_summary.csv").itertuples():
+            expected.append((group, r.estimator, f"{r.weighted_tau:+.2f} [{r.weighted_tau_lo:+.2f}, "
+                             f"{r.weighted_tau_hi:+.2f}]", f"{r.rel_at_1:.3f}", f"{r.regret_at_1:.2f}",
+                             f"{r.significant}/{r.tasks}"))
+    assert rows == expected
+    static = pd.read_csv(ROOT / "leaderboard" / "sfda_group1" / "selection_summary.csv").set_index("estimator")
+    assert f"mean weighted τ is {static.loc['other_tasks_acc', 'weighted_tau']:.4f}" in readme
+    assert f"our {static.loc['imagenet_top1', 'weighted_tau']:.4f}" in readme
