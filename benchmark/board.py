@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from encoders.cache import atomic_write_bytes
 from estimators.errors import InvalidInput
 
 from estimators import estimator_class, list_estimators
@@ -30,9 +31,12 @@ def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOO
     ``source``: a results folder of cells, or with ``from_tables`` a board folder. ``protocol``: ``tasks``
     (per encoder, across tasks), ``models`` (per task, across encoders, with the pooled view) or ``all``;
     ``models``: an optional CSV of model attributes (``model`` + numeric columns, e.g. parameter count)
-    ranked as static baselines. Returns ``{"missing", "evaluation", "selection", "path"}``
+    ranked as static baselines; default: the source folder's ``models.csv`` if it has one (a board
+    keeps it beside its cells, and ``out`` gets a copy). Returns ``{"missing", "evaluation", "selection", "path"}``
     (``evaluation`` / ``selection`` are None when not asked for or without scores and outcomes)."""
     collected = read_tables(source) if from_tables else collect(source)
+    if models is None and (Path(source) / "models.csv").is_file():
+        models = Path(source) / "models.csv"
     missing = completeness(collected)
     registered = list_estimators()
     cover = coverage(collected, registered, {n for n in registered if estimator_class(n).pool_relative})
@@ -59,6 +63,8 @@ def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOO
     path = render(out, floats, evaluation, seed_noise(outcomes), cover, missing, suite,
                   baselines=BASELINES, min_n=MIN_N, selection=selection)
     write_tables(collected, out)
+    if models is not None and protocol != "tasks":
+        atomic_write_bytes(Path(out) / "models.csv", Path(models).read_bytes())
     return {"missing": missing, "evaluation": evaluation, "selection": selection, "path": path}
 
 

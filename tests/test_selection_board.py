@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from encoders.torchvision_meta import attributes, to_csv
+from encoders.attributes import ENCODER_COLUMNS, TORCHVISION_COLUMNS, encoder_attributes, torchvision_attributes, to_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("TRANSFERBENCH_DATA", ROOT.parent / "shared" / "data")) / "zoo"
@@ -25,9 +25,17 @@ def board_files(folder: Path) -> dict:
 
 def test_group1_model_attributes_come_from_torchvision_metadata():
     committed = (ROOT / "leaderboard" / "sfda_group1" / "models.csv").read_text()
-    assert to_csv(attributes(GROUP1)) == committed
-    rows = {r["model"]: r for r in attributes(["resnet50"])}
+    assert to_csv(torchvision_attributes(GROUP1), TORCHVISION_COLUMNS) == committed
+    rows = {r["model"]: r for r in torchvision_attributes(["resnet50"])}
     assert rows["resnet50"]["params"] == 25557032 and rows["resnet50"]["imagenet_top1"] == 76.13  # torchvision docs
+
+
+def test_the_mini_board_counts_its_encoders_parameters():
+    committed = (ROOT / "leaderboard" / "mini" / "models.csv").read_text()
+    assert to_csv(encoder_attributes(["conse-lite0", "conse-lite1", "conse-lite2"]), ENCODER_COLUMNS) == committed
+    # EfficientNet-Lite0 has 4.65M parameters (Tan & Le 2019, timm), MiniLM-L6 22.7M: the ConSE pair is their sum
+    params = pd.read_csv(ROOT / "leaderboard" / "mini" / "models.csv").set_index("model")["params"]
+    assert params["conse-lite0"] == pytest.approx(4.65e6 + 22.7e6, rel=0.01)
 
 
 @needs_zoo
