@@ -141,3 +141,18 @@ def test_the_readme_table_of_the_zoo_boards_is_their_csv():
     static = pd.read_csv(ROOT / "leaderboard" / "sfda_group1" / "selection_summary.csv").set_index("estimator")
     assert f"mean weighted τ is {static.loc['other_tasks_acc', 'weighted_tau']:.4f}" in readme
     assert f"our {static.loc['imagenet_top1', 'weighted_tau']:.4f}" in readme
+
+
+@pytest.mark.parametrize("protocol", ["tasks", "models"])
+def test_one_protocol_at_a_time_from_a_board(tmp_path, capsys, protocol):
+    board = ROOT / "leaderboard" / "mini"
+    assert main(["leaderboard", "--tables", str(board), "--protocol", protocol, "--n-boot", "50",
+                 "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "leaderboard.md").read_text()
+    has_models = "Model selection (`models` protocol)" in page
+    assert has_models == (protocol == "models") and (tmp_path / "selection.csv").is_file() == (protocol == "models")
+    assert ("ρ⁺" in page) == (protocol == "tasks")
+    if protocol == "models":
+        assert "3 models: 0.33" in page and "params (baseline)" in page
+        per_task = pd.read_csv(tmp_path / "selection.csv")
+        assert set(per_task["method"]) == {"full", "bitfit", "attention", "lora", "clip_adapter"}
