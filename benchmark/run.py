@@ -174,7 +174,7 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
-              "zero_shot_acc_test": zero_shot_accuracy(test.image, test.labels, test.text),
+              "zero_shot_acc_test": None if test.text is None else zero_shot_accuracy(test.image, test.labels, test.text),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
               "skipped": {s.estimator: s.reason for s in skipped},
               "failed": {s.estimator: s.reason for s in failed},
