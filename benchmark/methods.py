@@ -106,14 +106,14 @@ class Method:
                                f"cannot tell the towers apart")
         image_only = not getattr(encoder, "has_text", True)
         if image_only and self.needs_text:
-            raise InvalidInput(f"method {self.name!r} does not apply to encoder {encoder.id}: it is image-only "
+            raise NotApplicable(f"method {self.name!r} does not apply to encoder {encoder.id}: it is image-only "
                                f"(no text tower) and {self.name} {self.needs_text}")
         encoder.model.requires_grad_(False)
         tuned = self.attach(encoder, config.for_method(self))
         if not self.linear_head and not any(trainable_counts(tuned).values()):
             where = "its image tower has none" if image_only else "neither tower has any"
-            raise InvalidInput(f"method {self.name!r} would train nothing in encoder {encoder.id}: it acts on "
-                               f"{self.acts_on}, and {where}")
+            raise NotApplicable(f"method {self.name!r} would train nothing in encoder {encoder.id}: it acts on "
+                                f"{self.acts_on}, and {where}")
         if self.linear_head or image_only:
             if task is None:
                 raise InvalidInput(f"method {self.name!r} on encoder {encoder.id} trains a linear head: "
@@ -123,6 +123,11 @@ class Method:
 
     def attach(self, encoder, config):
         raise NotImplementedError
+
+
+class NotApplicable(InvalidInput):
+    """The method does not apply to this encoder (it needs a text tower, or finds nothing to train):
+    a grid runner skips the cell with this reason."""
 
 
 def _expect(ok: bool, name: str, expected: str, value) -> None:

@@ -23,7 +23,7 @@ import torch
 
 from benchmark.deltas import exact_deltas
 from benchmark.finetune import Examples, finetune, seed_everything
-from benchmark.methods import get_method, list_methods
+from benchmark.methods import NotApplicable, get_method, list_methods
 from benchmark.outcomes import run_outcome
 from benchmark.results import read_cell
 from benchmark.scoring import score_all
@@ -281,9 +281,9 @@ def test_full_trains_the_image_tower_and_the_head_not_the_imagenet_classifier():
 
 
 def test_methods_that_need_text_or_find_nothing_say_so():
-    with pytest.raises(InvalidInput, match="'clip_adapter' does not apply to encoder timm:test_resnet.*image-only"):
-        _prepared("clip_adapter")
-    with pytest.raises(InvalidInput, match="'attention' would train nothing .* its image tower has none"):
+    with pytest.raises(NotApplicable, match="'clip_adapter' does not apply to encoder timm:test_resnet.*image-only"):
+        _prepared("clip_adapter")  # NotApplicable: a grid runner skips the cell with this reason
+    with pytest.raises(NotApplicable, match="'attention' would train nothing .* its image tower has none"):
         _prepared("attention")
     _, bitfit = _prepared("bitfit")
     assert {n for n in trainable(bitfit)} >= {"classifier.weight", "classifier.bias", "model.visual.fc.bias"}
@@ -315,3 +315,20 @@ def test_linear_on_a_dual_encoder_keeps_zero_shot_on_the_other_tasks(tmp_path):
     assert all(cell["acc_ft"][t] == cell["acc_zs"][t] for t in tasks if t != "digits")  # frozen towers
     assert cell["id_gain"] == pytest.approx(cell["acc_ft"]["digits"] - cell["acc_zs"]["digits"])
     assert cell["trainable"] == {"image": 64 * 10 + 10, "text": 0}
+
+
+def test_a_grid_scores_the_encoder_and_skips_the_methods_that_do_not_apply(tmp_path):
+    from benchmark.run import Cell, Context, OutcomeCell, run_outcomes, run_scores
+
+    suite = dataclasses.replace(get_suite("smoke"), encoders=(NAME,), tasks=("digits",), n_train=N_TRAIN,
+                                n_test=N_TEST, finetune=CONFIG)
+    ctx = Context(suite, ("logme", "leep", "iimm"), tmp_path / "out", data_root=str(SHARED),
+                  cache_dir=str(tmp_path / "cache"), device="cpu")
+    lines = []
+    (record,), _ = run_scores(ctx, [Cell(NAME, "digits")], log=lines.append)
+    assert record["zero_shot_acc_test"] is None and set(record["scores"]) == {"logme", "leep"}
+    assert "image-only" in record["skipped"]["iimm"]
+    cells = [OutcomeCell(NAME, m, "digits", 0) for m in ("clip_adapter", "linear")]
+    skipped, done = run_outcomes(ctx, cells, ("digits",), log=lines.append)
+    assert "does not apply" in skipped["not_applicable"] and done["acc_zs"] == {"digits": None}
+    assert any(line.startswith(f"skipped fine-tuning {NAME} x clip_adapter: method") for line in lines)
