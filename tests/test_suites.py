@@ -171,7 +171,7 @@ def test_help_lists_come_from_the_registries(monkeypatch):
     monkeypatch.setitem(SUITES._entries, "toy_suite", SUITES.get("smoke"))
     run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     flat = " ".join(run.split())
-    assert "(attention, bitfit, clip_adapter, full, lora, toy_method;" in flat
+    assert "(attention, bitfit, clip_adapter, full, linear, lora, toy_method;" in flat
     assert "a built-in suite (mini, paper, smoke, toy_suite)" in flat
     assert "{" + ",".join(BACKENDS) + "}" in flat
 
