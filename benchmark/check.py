@@ -53,8 +53,12 @@ def encoder_weights(name: str) -> tuple[str, list[str], bool]:
     from encoders import ENCODERS, EncoderUnavailable, conse
     from encoders.open_clip_encoder import PAPER_ENCODERS, PREFIX, locate, parse_spec
 
+    from encoders import timm_encoder
+
     if name.startswith(PREFIX):
         weights = locate(*parse_spec(name[len(PREFIX):]))
+    elif name.startswith(timm_encoder.PREFIX):
+        weights = timm_encoder.locate(timm_encoder.parse_spec(name[len(timm_encoder.PREFIX):]))
     elif name in PAPER_ENCODERS:
         weights = locate(*PAPER_ENCODERS[name])
     elif name in conse.IMAGE_TOWERS:
@@ -207,7 +211,8 @@ def weights_rows(suite, refetch: str) -> tuple[list[str], list[Missing], bool]:
         elif name.startswith("conse-"):
             fix = "pip install 'transferbench[mini]'"
         else:
-            fix = "put it there, or point the encoder id at your copy (open_clip:ARCH/FILE, open_clip:local-dir:DIR)"
+            fix = ("put it there, or point the encoder id at your copy (open_clip:ARCH/FILE, open_clip:local-dir:DIR, "
+                   "timm:ARCH[.TAG]/FILE)")
         missing.append(Missing(f"weights of {name}", "; ".join(lacking), fix))
     return rows, missing, uses_hub
 

@@ -16,7 +16,7 @@ from estimators import EmbeddingSet, InvalidInput
 from estimators.base import available_memory
 
 REQUIRED = ("image_features", "labels")
-OPTIONAL = ("text_features", "logit_scale", "logit_bias")
+OPTIONAL = ("text_features", "logit_scale", "logit_bias", "source_logits")
 
 
 def _headers(path: Path, keys: list[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -53,7 +53,9 @@ def _check_headers(path: Path, headers: dict) -> None:
 
 def load_npz(path: str | Path) -> EmbeddingSet:
     """An npz with ``image_features`` (N, D), ``labels`` (N,), optionally ``text_features``
-    (C, D), ``logit_scale`` and ``logit_bias``; rows are L2-normalised as in the pipeline."""
+    (C, D), ``logit_scale``, ``logit_bias`` and ``source_logits`` (N, K: an image-only model's
+    source classifier, e.g. its ImageNet head, for LEEP and NCE); rows are L2-normalised as in
+    the pipeline."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"{path}: no such file")
@@ -85,6 +87,7 @@ def load_npz(path: str | Path) -> EmbeddingSet:
                            f"per class, so labels must lie in 0..{text.shape[0] - 1}: a label is out of range "
                            f"or class-prompt rows are missing")
     try:
-        return EmbeddingSet.create(arrays["image_features"], labels, text=text, meta={"source": str(path)}, **scalars)
+        return EmbeddingSet.create(arrays["image_features"], labels, text=text, meta={"source": str(path)},
+                                   source_logits=arrays.get("source_logits"), **scalars)
     except InvalidInput as exc:
         raise InvalidInput(f"{path}: {exc}") from None

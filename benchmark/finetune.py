@@ -12,6 +12,11 @@ the end; the step-0 model is not a candidate (as IIMM). Batches are near-equal s
 a seeded permutation; SGD (momentum 0.9) or AdamW, constant learning rate, no
 augmentation. Mixed precision: ``encoders.extract.autocast`` (bf16 on CUDA).
 
+Linear head: where the TunedEncoder has a ``classifier`` for the task (the ``linear`` method;
+every method on an image-only encoder), the logits are the head's over the (normalised) image
+embedding, ``logits = W f + b``, instead of the class-prompt logits; the same cross-entropy,
+validation and checkpointing apply, and no prompt is encoded.
+
 Speed: when a method leaves the image backbone untouched (``clip_adapter``; ``attention``
 and ``lora`` on ConSE, whose EfficientNet tower has no attention), training and
 evaluation read the cached zero-shot image embeddings and only the text side runs.
@@ -108,23 +113,30 @@ def cached_image_batch(tuned: TunedEncoder, examples: Examples, idx: np.ndarray,
 @torch.no_grad()
 def accuracy(tuned: TunedEncoder, encoder, task, examples: Examples, config: FinetuneConfig,
              device: str = "cpu", progress: bool = False, base_text: torch.Tensor | None = None) -> float:
-    """Zero-shot-style top-1 accuracy: argmax over the class-prompt logits (IIMM ``model_eval``).
+    """Zero-shot-style top-1 accuracy: argmax over the class-prompt logits (IIMM ``model_eval``), or
+    over the linear head's logits on the task it was trained for (``TunedEncoder.classifies``).
     ``base_text``: the task's precomputed prompt ensemble when the text backbone is frozen. Callers
-    wrap evaluation passes in ``evaluation_view``."""
+    wrap evaluation passes in ``evaluation_view``. An image-only encoder has no accuracy on a task
+    without a head for its classes (InvalidInput)."""
     tuned.eval()
     cached = not backbone_trains(tuned, "image")
     _check_examples(examples, cached)
+    head = tuned.classifies(task)
+    if not head and not getattr(encoder, "has_text", True):
+        raise InvalidInput(f"encoder {encoder.id} is image-only: it has no classifier for the classes of {task.id}")
     n_templates = len(templates_for(task, config.prompts))
     with autocast(device):
-        tokens = None if base_text is not None else prompt_tokens(encoder, task, range(n_templates)).to(device)
-        text = class_embeddings(tuned, tokens, n_templates, base_text).float()
+        if not head:
+            tokens = None if base_text is not None else prompt_tokens(encoder, task, range(n_templates)).to(device)
+            text = class_embeddings(tuned, tokens, n_templates, base_text).float()
         if cached:
             image = cached_image_batch(tuned, examples, np.arange(examples.labels.size), device).float()
         else:
             shim = SimpleNamespace(model=tuned, preprocess=encoder.preprocess)
             image = torch.from_numpy(encode_images(shim, examples.images, None, device, progress,
                                                    desc=f"evaluate {task.id}")).to(device)
-    predicted = (image @ text.T).argmax(dim=1).cpu().numpy()
+    logits = tuned.classifier(image) if head else image @ text.T
+    predicted = logits.argmax(dim=1).cpu().numpy()
     return float(np.mean(predicted == examples.labels))
 
 
@@ -210,7 +222,11 @@ def finetune(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
     _check_examples(examples, cached)
     train_idx, val_idx = validation_split(examples.labels, config, seed)
     rng = np.random.default_rng(seed)
-    prompts = ClassPrompts(tuned, encoder, task, config, rng, device)
+    head = tuned.classifies(task)
+    if not head and not getattr(encoder, "has_text", True):
+        raise InvalidInput(f"encoder {encoder.id} is image-only: fine-tuning it needs a linear head for {task.id} "
+                           f"(Method.prepare(encoder, config, task))")
+    prompts = None if head else ClassPrompts(tuned, encoder, task, config, rng, device)
     labels = torch.as_tensor(np.array(examples.labels, dtype=np.int64)).to(device)
     optimizer = make_optimizer(list(trainable(tuned).values()), config)
     n_batches = math.ceil(train_idx.size / config.batch_size)
@@ -228,8 +244,9 @@ def finetune(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
                 with autocast(device):
                     image = (cached_image_batch(tuned, examples, idx, device) if cached
                              else tuned.encode_image(batch_pixels)).float()
-                    text = prompts().float()
-                loss = F.cross_entropy(zero_shot_logits(encoder, image, text), labels[idx])
+                    text = None if head else prompts().float()
+                logits = tuned.classifier(image) if head else zero_shot_logits(encoder, image, text)
+                loss = F.cross_entropy(logits, labels[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if step == 0:
@@ -244,7 +261,7 @@ def finetune(tuned: TunedEncoder, encoder, task, examples: Examples, config: Fin
             train_seconds += time.perf_counter() - start
             with evaluation_view(tuned):
                 val_acc = accuracy(tuned, encoder, task, examples.take(val_idx), config, device,
-                                   base_text=prompts.base)
+                                   base_text=None if head else prompts.base)
             history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_acc": val_acc})
             if val_acc > best_acc:
                 best_acc, best_state, best_epoch = val_acc, snapshot(tuned), epoch

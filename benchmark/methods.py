@@ -26,6 +26,20 @@ parameters with ``requires_grad`` are exactly the ones it trains. The five metho
   the final ReLU makes an exactly-neutral init untrainable (its gradient is 0 where its
   output is 0), so unlike LoRA the adapter moves the embeddings at step 0.
 
+Beyond the paper: ``linear``: a frozen backbone and a new linear head (``benchmark.tuned.LinearHead``,
+zero-initialised) on the L2-normalised image embedding, trained with cross-entropy over the target
+task's classes: linear probing, the standard recipe for classic model zoos (on a dual encoder the
+same head replaces its class-prompt logits on the target; its frozen towers still classify the
+other tasks zero-shot, so it forgets nothing).
+
+Image-only encoders (``Encoder.has_text`` False, e.g. ``timm:``) have no class-prompt logits, so
+every method trains with the same linear head on the target's classes: ``full`` trains the head
+and the whole image tower (the model's own ImageNet classifier is not in the graph and is
+reported as unused), ``linear`` the head alone; ``bitfit``, ``attention`` and ``lora`` act on the
+image tower as on a dual encoder, plus the head (``attention`` and ``lora`` need transformer
+blocks: on a CNN they say they would train nothing). ``clip_adapter`` adapts the class-prompt
+embeddings too, so it does not apply to image-only encoders and says so (``needs_text``).
+
 A method's own hyper-parameters and their defaults live with it (``hyperparameters``; a
 suite's ``finetune`` preset sets them per method in ``overrides`` or searches them in
 ``sweep``), and ``check`` says which values it accepts. Towers (``benchmark.tuned``): the
@@ -71,28 +85,49 @@ class Method:
     description = ""
     acts_on = ""  # what the method needs, for the "nothing to train" message
     hyperparameters: Mapping[str, Any] = {}
+    #: trains a linear head on the target's classes even where class prompts exist (``linear``)
+    linear_head = False
+    #: why the method needs a text tower (it does not apply to image-only encoders); "" when it does not
+    needs_text = ""
 
     def check(self, args: Mapping[str, Any]) -> None:
         """Raise ``InvalidInput`` naming the first hyper-parameter value the method cannot use."""
 
-    def prepare(self, encoder, config):
-        """Make ``encoder.model`` trainable in place; return the TunedEncoder around it."""
+    def prepare(self, encoder, config, task=None):
+        """Make ``encoder.model`` trainable in place; return the TunedEncoder around it. ``task``: the
+        target task, needed where a linear head is added (``linear``; any method on an image-only
+        encoder) for its classes."""
         from torch import nn
 
-        from .tuned import trainable_counts
+        from .tuned import embedding_dim, trainable_counts
 
         if not isinstance(getattr(encoder.model, "visual", None), nn.Module):
             raise InvalidInput(f"encoder {encoder.id}: its model has no `visual` image tower, so methods "
                                f"cannot tell the towers apart")
+        image_only = not getattr(encoder, "has_text", True)
+        if image_only and self.needs_text:
+            raise NotApplicable(f"method {self.name!r} does not apply to encoder {encoder.id}: it is image-only "
+                               f"(no text tower) and {self.name} {self.needs_text}")
         encoder.model.requires_grad_(False)
         tuned = self.attach(encoder, config.for_method(self))
-        if not any(trainable_counts(tuned).values()):
-            raise InvalidInput(f"method {self.name!r} would train nothing in encoder {encoder.id}: it acts on "
-                               f"{self.acts_on}, and neither tower has any")
+        if not self.linear_head and not any(trainable_counts(tuned).values()):
+            where = "its image tower has none" if image_only else "neither tower has any"
+            raise NotApplicable(f"method {self.name!r} would train nothing in encoder {encoder.id}: it acts on "
+                                f"{self.acts_on}, and {where}")
+        if self.linear_head or image_only:
+            if task is None:
+                raise InvalidInput(f"method {self.name!r} on encoder {encoder.id} trains a linear head: "
+                                   f"prepare it with the target task (its classes)")
+            tuned.add_classifier(embedding_dim(encoder), task)
         return tuned
 
     def attach(self, encoder, config):
         raise NotImplementedError
+
+
+class NotApplicable(InvalidInput):
+    """The method does not apply to this encoder (it needs a text tower, or finds nothing to train):
+    a grid runner skips the cell with this reason."""
 
 
 def _expect(ok: bool, name: str, expected: str, value) -> None:
@@ -168,10 +203,23 @@ class LoRA(Method):
         return TunedEncoder(encoder.model)
 
 
+@register_method("linear")
+class Linear(Method):
+    description = "frozen backbone, a new zero-initialised linear head on the image embedding (linear probing)"
+    acts_on = "a linear head on the image embedding"
+    linear_head = True
+
+    def attach(self, encoder, config):
+        from .tuned import TunedEncoder
+
+        return TunedEncoder(encoder.model)
+
+
 @register_method("clip_adapter")
 class ClipAdapter(Method):
     description = "frozen towers, residual bottleneck adapters on both embeddings (CLIP-Adapter; IIMM `adapter`)"
     acts_on = "the image and text embeddings"
+    needs_text = "adapts the class-prompt embeddings of the text tower too"
     hyperparameters = {"adapter_reduction": 4, "adapter_ratio": 0.2}
 
     def check(self, args):

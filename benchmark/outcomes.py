@@ -8,6 +8,13 @@ samples, so no image is embedded twice). Accuracy is zero-shot style before and
 after (argmax over class-prompt logits, IIMM ``test.py``). The deltas (``id_gain``,
 ``id_gain_norm``, ``ood_change``) are ``benchmark.deltas``'.
 
+A linear head (the ``linear`` method; every method on an image-only encoder) gives the
+fine-tuned accuracy on the target; a dual encoder's other tasks are still classified by its
+class prompts. An image-only encoder (``timm:``) has no zero-shot accuracy and no classifier for
+the other tasks' classes: those accuracies are stored as null, so its cells carry the fine-tuned
+target accuracy (``acc_ft``) and no delta (``id_gain``, ``ood_change``: None), and the delta
+tables leave them out rather than invent a zero-shot baseline.
+
 One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.results``: named by the
 cell, content-addressed by its spec (everything that changes the result), written
 atomically, and skipped when it exists, so a killed run resumes cell by cell.
@@ -110,8 +117,8 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
                                                                     n=cfg.n_train, **kw))
     tests = {t: Sample(task, "test", cfg.n_test, embed(encoder, task, "test", n=cfg.n_test, **kw),
                        None if t == target_task else cfg.n_ood) for t, task in tasks.items()}
-    acc_zs = {t: zero_shot_accuracy(s.emb.image[keep], s.emb.labels[keep], s.emb.text)
-              for t, s in tests.items() for keep in [s.keep(cfg.sample_seed)]}
+    acc_zs = {t: None if s.emb.text is None else zero_shot_accuracy(s.emb.image[keep], s.emb.labels[keep], s.emb.text)
+              for t, s in tests.items() for keep in [s.keep(cfg.sample_seed)]}  # image-only: none exists
     clock["zero_shot"] = _now()
 
     tuned, chosen, report, trials = _train_best(
@@ -119,9 +126,10 @@ def run_outcome(encoder_name: str, method_name: str, target_task: str, seed: int
         lambda with_images: train.examples(with_images, cfg.sample_seed, data_root))
     clock["train"] = _now()
     with_images = backbone_trains(tuned, "image")
-    with evaluation_view(tuned):
+    with evaluation_view(tuned):  # image-only: no classifier for the other tasks' classes, no accuracy there
         acc_ft = {t: accuracy(tuned, encoder, s.task, s.examples(with_images, cfg.sample_seed, data_root), cfg,
-                              device, progress) for t, s in tests.items()}
+                              device, progress) if encoder.has_text or tuned.classifies(s.task) else None
+                  for t, s in tests.items()}
     clock["evaluate"] = _now()
     result = {
         "encoder": encoder_name, "encoder_id": encoder.id, "weights_tag": encoder.weights_tag,
@@ -188,7 +196,7 @@ def _train_best(encoder, method, task, cfg: FinetuneConfig, seed: int, device: s
     for point in points:
         trial = dataclasses.replace(encoder, model=copy.deepcopy(encoder.model))
         seed_everything(seed)
-        tuned = method.prepare(trial, point)
+        tuned = method.prepare(trial, point, task)
         if examples is None:
             examples = load(backbone_trains(tuned, "image"))
         report = finetune(tuned, trial, task, examples, point, seed, device, progress)

@@ -22,17 +22,19 @@ from encoders.cache import atomic_write_bytes, spec_key
 
 RESULT_SCHEMA = 1
 
-# The shape of each kind of record: a type, {str: SHAPE} (a mapping of any keys), or
-# {"key": SHAPE} (these keys; a trailing "?" marks an optional one).
+# The shape of each kind of record: a type, (SHAPE,) (SHAPE or null), {str: SHAPE} (a mapping of
+# any keys), or {"key": SHAPE} (these keys; a trailing "?" marks an optional one).
 _SCORE = {"score": float, "seconds": float}
 _REASONS = {str: str}
 SHAPES = {
     "scores": {"suite": str, "encoder": str, "task": str, "n_classes": int, "n_train": int, "n_test": int,
-               "chance": float, "zero_shot_acc_test": float, "scores": {str: _SCORE}, "skipped": _REASONS,
+               "chance": float, "zero_shot_acc_test": (float,), "scores": {str: _SCORE}, "skipped": _REASONS,
                "failed?": _REASONS},
     "pool_scores": {"task": str, "scores": {str: {str: _SCORE}}, "failed?": _REASONS},
-    "outcomes": {"encoder": str, "method": str, "target": str, "seed": int, "acc_zs": {str: float},
-                 "acc_ft": {str: float}},
+    # accuracies are null where they do not exist: an image-only encoder has no zero-shot accuracy,
+    # and no classifier for the other tasks' classes after fine-tuning
+    "outcomes": {"encoder": str, "method": str, "target": str, "seed": int, "acc_zs": {str: (float,)},
+                 "acc_ft": {str: (float,)}},
 }
 _COMMON = {"schema": int, "spec": dict, "date": str}
 
@@ -44,6 +46,8 @@ def cell_path(out: Path, kind: str, name: str, spec: dict) -> Path:
 
 def _problem(value, shape, where: str) -> str | None:
     """Why ``value`` does not have ``shape`` (None when it does)."""
+    if isinstance(shape, tuple):
+        return None if value is None else _problem(value, shape[0], where)
     if shape is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         return None if ok else f"{where} should be a finite number, got {_shown(value)}"

@@ -174,7 +174,7 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
-              "zero_shot_acc_test": zero_shot_accuracy(test.image, test.labels, test.text),
+              "zero_shot_acc_test": None if test.text is None else zero_shot_accuracy(test.image, test.labels, test.text),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
               "skipped": {s.estimator: s.reason for s in skipped},
               "failed": {s.estimator: s.reason for s in failed},
@@ -283,11 +283,17 @@ class OutcomeCell:
 
 
 def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -> dict:
+    """One fine-tuning cell's record; a method that does not apply to the encoder (``NotApplicable``:
+    e.g. clip_adapter on an image-only encoder) gives ``{"not_applicable": reason}`` and no file."""
+    from .methods import NotApplicable
     from .outcomes import run_outcome
 
     prepare_worker(ctx)
-    return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, ctx.suite.finetune,
-                       ctx.out, ctx.data_root, ctx.cache_dir, ctx.device, progress=False)
+    try:
+        return run_outcome(cell.encoder, cell.method, cell.task, cell.seed, eval_tasks, ctx.suite.finetune,
+                           ctx.out, ctx.data_root, ctx.cache_dir, ctx.device, progress=False)
+    except NotApplicable as exc:
+        return {"not_applicable": str(exc), "encoder": cell.encoder, "method": cell.method, "task": cell.task}
 
 
 def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, ...], n_jobs: int = 1,
@@ -299,8 +305,12 @@ def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, 
     done = sum(r is not None for r in stored.values())
     log(f"{len(cells)} fine-tuning cells planned ({done} already done): {len({c.method for c in cells})} "
         f"method(s) x {len({c.seed for c in cells})} seed(s); out-of-domain tasks: {', '.join(eval_tasks)}")
-    return run_missing(functools.partial(outcome_cell, ctx, eval_tasks), cells, stored, n_jobs, backend, scheduler,
-                       "fine-tuning cells")
+    records = run_missing(functools.partial(outcome_cell, ctx, eval_tasks), cells, stored, n_jobs, backend, scheduler,
+                          "fine-tuning cells")
+    skipped = {(r["encoder"], r["method"]): r["not_applicable"] for r in records if "not_applicable" in r}
+    for (encoder, method), reason in sorted(skipped.items()):
+        log(f"skipped fine-tuning {encoder} x {method}: {reason}")
+    return records
 
 
 def default_jobs(device: str) -> int:

@@ -3,8 +3,15 @@
 ``TunedEncoder`` is an encoder's backbone ``model`` plus an image and a text head on its
 L2-normalised embeddings (identity unless a method adds one); its parameters with
 ``requires_grad`` are exactly the ones a method trains. Towers by parameter name: the image
-tower is the backbone's ``visual`` module (open_clip and ConSE convention) plus the image head;
-every other backbone parameter is text. The methods themselves are in ``benchmark.methods``.
+tower is the backbone's ``visual`` module (open_clip and ConSE convention) plus the image head
+and the linear ``classifier``; every other backbone parameter is text. The methods themselves
+are in ``benchmark.methods``.
+
+A ``classifier`` (``LinearHead``) replaces the class-prompt logits on its task: the ``linear``
+method, and every method on an image-only encoder (no text tower, so no prompt logits), put a
+new linear head ``logits = W f + b`` on the L2-normalised image embedding ``f`` (after the image
+head), zero-initialised: it predicts uniformly at step 0 and, unlike a random head, leaves the
+first updates of a trained backbone to the labels alone.
 """
 from __future__ import annotations
 
@@ -24,7 +31,8 @@ SEPARATE_QKV = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "query": "q", "key"
 
 # -- the trainable view of an encoder -----------------------------------------------------
 class TunedEncoder(nn.Module):
-    """An encoder's backbone with an image and a text head on its L2-normalised embeddings."""
+    """An encoder's backbone with an image and a text head on its L2-normalised embeddings, and
+    optionally a linear ``classifier`` for the classes of task ``classifier_task``."""
 
     def __init__(self, model: nn.Module, image_head: nn.Module | None = None,
                  text_head: nn.Module | None = None):
@@ -32,6 +40,18 @@ class TunedEncoder(nn.Module):
         self.model = model
         self.image_head = image_head or nn.Identity()
         self.text_head = text_head or nn.Identity()
+        self.classifier: nn.Module | None = None
+        self.classifier_task: str | None = None
+
+    def add_classifier(self, dim: int, task) -> None:
+        """A zero-initialised ``LinearHead(dim, task.n_classes)`` for ``task``, on the parameters' device."""
+        device = next(self.model.parameters()).device
+        self.classifier = LinearHead(dim, len(task.classnames)).to(device)
+        self.classifier_task = task.id
+
+    def classifies(self, task) -> bool:
+        """Whether the linear classifier (not class prompts) gives the logits of ``task``."""
+        return self.classifier is not None and self.classifier_task == task.id
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Image embeddings through backbone and head (the name ``encoders.extract`` calls)."""
@@ -44,7 +64,7 @@ class TunedEncoder(nn.Module):
 
 def tower_of(name: str) -> str | None:
     """``image``, ``text`` or None (the temperature) for a ``TunedEncoder`` parameter name."""
-    if name.startswith(("model.visual.", "image_head.")):
+    if name.startswith(("model.visual.", "image_head.", "classifier.")):
         return "image"
     if name in {f"model.{t}" for t in TEMPERATURE}:
         return None
@@ -72,6 +92,16 @@ def backbone_trains(tuned: TunedEncoder, tower: str) -> bool:
 
 
 # -- modules the methods add --------------------------------------------------------------
+class LinearHead(nn.Linear):
+    """``nn.Linear(dim, n_classes)`` with zero weight and bias (uniform predictions at step 0)."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__(dim, n_classes)
+        with torch.no_grad():
+            self.weight.zero_()
+            self.bias.zero_()
+
+
 class ResidualAdapter(nn.Module):
     """CLIP-Adapter head: ``normalise(ratio * fc(f) + (1 - ratio) * f)`` (Gao et al. 2021)."""
 
@@ -151,7 +181,10 @@ def _thirds(d: int) -> dict[str, slice]:
 
 
 def embedding_dim(encoder) -> int:
-    """Width of the encoder's joint embedding space (one prompt through the text tower)."""
+    """Width of the encoder's joint embedding space (one prompt through the text tower); an
+    image-only encoder's model states it (``embed_dim``)."""
+    if not getattr(encoder, "has_text", True):
+        return int(encoder.model.embed_dim)
     device = next(encoder.model.parameters()).device
     with torch.no_grad():
         return int(encoder.model.encode_text(encoder.tokenize(["a photo."]).to(device)).shape[-1])

@@ -1,7 +1,8 @@
 """The Encoder contract and the encoder registry.
 
 An encoder is a dual (image, text) model with an open_clip-like API, so one
-embedding loop and one fine-tuning loop serve every encoder:
+embedding loop and one fine-tuning loop serve every encoder, or an image-only model
+(``has_text`` False: a timm ImageNet classifier, ``encoders.timm_encoder``):
 
 * ``model.encode_image(pixels) -> (B, D)`` and ``model.encode_text(tokens) -> (B, D)``
   (not necessarily normalised; zero-shot logits are ``logit_scale * cos + logit_bias``)
@@ -9,13 +10,18 @@ embedding loop and one fine-tuning loop serve every encoder:
 * ``logit_scale`` as a plain multiplier (CLIP: 100), ``logit_bias`` (SigLIP) or None
 * ``preprocess_cfg()``, ``weights_tag`` and ``versions``: everything that changes the
   embedding bytes, for content-addressed caches
+* image-only: ``tokenize``, ``logit_scale`` and ``logit_bias`` are None and the model has no
+  ``encode_text``; it may have ``encode_image_and_logits(pixels) -> (features, source logits)``
+  (its own source classifier, e.g. an ImageNet head: the EmbeddingSet's ``source_logits``).
+  Whatever needs text checks ``has_text`` (zero-shot accuracy, text estimators, prompt methods).
 
 Registry entries are factories ``f(device) -> Encoder`` registered under short names
 (``vitb32-openai``, ``conse-lite0``, ``smoke``) by the modules of this package, which the
 registry imports on first use. An id scheme is a prefix with a builder ``f(rest, device)``
 (``register_prefix``): ``open_clip_encoder`` registers ``open_clip:`` for
 ``open_clip:ARCH/TAG``, ``open_clip:ARCH/CHECKPOINT_FILE``, ``open_clip:hf-hub:ORG/NAME`` and
-``open_clip:local-dir:FOLDER``.
+``open_clip:local-dir:FOLDER``; ``timm_encoder`` registers ``timm:`` for ``timm:ARCH.TAG``,
+``timm:ARCH`` (random init) and ``timm:ARCH[.TAG]/CHECKPOINT_FILE``.
 """
 from __future__ import annotations
 
@@ -42,15 +48,20 @@ class EncoderUnavailable(InvalidInput):
 @dataclass
 class Encoder:
     id: str
-    model: Any  # torch.nn.Module with encode_image / encode_text
+    model: Any  # torch.nn.Module with encode_image / encode_text (image-only: encode_image only)
     preprocess: Callable
-    tokenize: Callable
-    logit_scale: float
+    tokenize: Callable | None  # None: an image-only encoder (no text tower)
+    logit_scale: float | None  # None for an image-only encoder (no zero-shot classifier)
     logit_bias: float | None
     weights_tag: str
     preprocess_config: dict
     versions: dict[str, str] = field(default_factory=dict)
     name: str = ""
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the encoder has a text tower (False: image-only, no zero-shot classifier)."""
+        return self.tokenize is not None
 
     def preprocess_cfg(self) -> dict:
         """JSON-able description of everything that changes the pixels."""

@@ -7,6 +7,13 @@ CUDA, where DataLoader workers and pinned memory feed the GPU), with a progress 
 images/s, and stored in the content-addressed cache; a second call performs no forward pass. Class-prompt text features are averaged
 over the task's templates (CLIP's prompt ensemble) or use the single canonical
 template of the IIMM paper (``prompts="single"``).
+
+An image-only encoder (``Encoder.has_text`` False, e.g. ``timm:``) has no text features: its
+EmbeddingSet's ``text`` and ``logit_scale`` are None, and where its model has a source
+classifier (``encode_image_and_logits``: an ImageNet head) the same forward pass gives the
+``source_logits`` (N, K), stored in the cache beside the image features. Its cache spec has no
+``templates`` (they change nothing) and says ``image_only``; a dual encoder's spec, and so its
+cache key and bytes, are as before.
 """
 from __future__ import annotations
 
@@ -123,29 +130,47 @@ def encode_text(encoder, task, prompts: str = "ensemble", device: str = "cpu") -
     return l2_normalise(np.mean(per_template, axis=0))
 
 
+def has_source_logits(encoder) -> bool:
+    """Whether the encoder's model has its own source classifier (an image-only model's ImageNet head)."""
+    return hasattr(encoder.model, "encode_image_and_logits") and bool(getattr(encoder.model, "n_source_classes", 0))
+
+
 def encode_images(encoder, images, batch_size: int | None = None, device: str = "cpu", progress: bool = True,
-                  desc: str = "") -> np.ndarray:
-    """(N, D) float32 image embeddings (not yet normalised) in batches, with a progress bar."""
+                  desc: str = "", source_logits: bool = False):
+    """(N, D) float32 image embeddings (not yet normalised) in batches, with a progress bar.
+    ``source_logits=True``: also the (N, K) float32 logits of the model's source classifier
+    (``encode_image_and_logits``, same pass), returned as ``(embeddings, logits)``."""
     import torch
     from tqdm.auto import tqdm
 
     model = encoder.model.to(device).eval()
     size = batch_size or default_batch_size(device)
     batches = [np.arange(start, min(start + size, len(images))) for start in range(0, len(images), size)]
-    out = []
+    out, logits = [], []
     with torch.inference_mode(), autocast(device), \
             tqdm(total=len(images), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for idx, pixels in zip(batches, pixel_batches(encoder.preprocess, images, batches, device)):
-            out.append(model.encode_image(pixels).float().cpu().numpy())
+            if source_logits:
+                features, head = model.encode_image_and_logits(pixels)
+                logits.append(head.float().cpu().numpy())
+            else:
+                features = model.encode_image(pixels)
+            out.append(features.float().cpu().numpy())
             bar.update(len(idx))
-    return np.concatenate(out).astype(np.float32)
+    image = np.concatenate(out).astype(np.float32)
+    return (image, np.concatenate(logits).astype(np.float32)) if source_logits else image
 
 
 def cache_spec(encoder, task, split: str, n: int | None, seed: int, prompts: str) -> dict:
-    """Everything that changes the bytes of an entry (the cache key is its sha256)."""
-    return {"encoder": encoder.id, "weights": encoder.weights_tag, "preprocess": encoder.preprocess_cfg(),
+    """Everything that changes the bytes of an entry (the cache key is its sha256). An image-only
+    encoder's has no templates (it embeds no prompt) and says ``image_only`` instead."""
+    spec = {"encoder": encoder.id, "weights": encoder.weights_tag, "preprocess": encoder.preprocess_cfg(),
             "task": task.id, "task_version": task.version, **data_key(task), "split": split, "n": n, "seed": seed,
             "templates": templates_for(task, prompts), "classnames": list(task.classnames)}
+    if not getattr(encoder, "has_text", True):
+        del spec["templates"]
+        spec["image_only"] = True
+    return spec
 
 
 def embed(encoder, task, split: str = "train", n: int | None = None, seed: int = 0, prompts: str = "ensemble",
@@ -161,18 +186,25 @@ def embed(encoder, task, split: str = "train", n: int | None = None, seed: int =
         device = pick_device(device)
         data = task.load(split, data_root=data_root, n=n, seed=seed, download=download)
         start = time.perf_counter()
-        image = encode_images(encoder, data.images, batch_size, device,
-                              progress, desc=f"{encoder.id} {task.id}/{split}")
+        with_text, with_logits = getattr(encoder, "has_text", True), has_source_logits(encoder)
+        image = encode_images(encoder, data.images, batch_size, device, progress,
+                              desc=f"{encoder.id} {task.id}/{split}", source_logits=with_logits)
+        image, source_logits = image if with_logits else (image, None)
         seconds = time.perf_counter() - start
-        text = encode_text(encoder, task, prompts, device)
         meta = {"encoder": encoder.id, "task": task.id, "split": split, "n": len(data.labels), "seed": seed,
-                "templates": spec["templates"], "source": data.source, "device": device,
+                "templates": spec.get("templates", []), "source": data.source, "device": device,
                 "embed_seconds": round(seconds, 3), "versions": encoder.versions,
                 "logit_scale": encoder.logit_scale, "logit_bias": encoder.logit_bias}
-        arrays = {"image": image, "labels": np.asarray(data.labels, np.int64), "text": text}
+        arrays = {"image": image, "labels": np.asarray(data.labels, np.int64)}
+        if with_text:
+            arrays["text"] = encode_text(encoder, task, prompts, device)
+        else:
+            meta["image_only"] = True
+        if source_logits is not None:
+            arrays["source_logits"] = source_logits
         cache.put(spec, arrays, meta)
     else:
         arrays, meta = hit
-    return EmbeddingSet.create(arrays["image"], arrays["labels"], text=arrays["text"],
+    return EmbeddingSet.create(arrays["image"], arrays["labels"], text=arrays.get("text"),
                                logit_scale=meta["logit_scale"], logit_bias=meta["logit_bias"], meta=meta,
-                               n_classes=len(task.classnames))
+                               n_classes=len(task.classnames), source_logits=arrays.get("source_logits"))

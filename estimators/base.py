@@ -27,7 +27,17 @@ register_estimator = ESTIMATORS.register
 NEEDS = {
     "text": "text features (one class-prompt embedding per class)",
     "logits": "text features and the encoder's logit_scale (zero-shot probabilities)",
+    "source": "a source classifier: the encoder's own source logits (an image-only model's ImageNet head) "
+              "or text features and the encoder's logit_scale (the zero-shot classifier's probabilities)",
+    "source_labels": "a source classifier: the encoder's own source logits (an image-only model's ImageNet "
+                     "head) or text features (the zero-shot classifier's predictions)",
 }
+
+
+def _has(emb: EmbeddingSet, need: str) -> bool:
+    """Whether ``emb`` holds what ``need`` (a key of ``NEEDS``) asks for."""
+    zero_shot = emb.text is not None and (need in ("text", "source_labels") or emb.logit_scale is not None)
+    return zero_shot or (need in ("source", "source_labels") and emb.source_logits is not None)
 
 
 class MissingNeeds(InvalidInput):
@@ -78,8 +88,9 @@ class Estimator:
         for need in self.needs:
             if need not in NEEDS:
                 raise ValueError(f"{self.name} declares unknown need {need!r}; known: {sorted(NEEDS)}")
-            if emb.text is None or (need == "logits" and emb.logit_scale is None):
-                raise MissingNeeds(f"{self.name} needs {NEEDS[need]}")
+            if not _has(emb, need):
+                image_only = " (the encoder is image-only: it has no text tower)" if emb.meta.get("image_only") else ""
+                raise MissingNeeds(f"{self.name} needs {NEEDS[need]}{image_only}")
         need = self.memory_bytes(emb.n, emb.dim, emb.n_classes)
         if need is not None and (free := available_memory()) is not None and need > free:
             raise InvalidInput(f"{self.name} needs about {need / 2**30:.1f} GiB of memory at N={emb.n}, "

@@ -5,6 +5,10 @@ One EmbeddingSet holds what an encoder produced for one task split:
 * ``image``  (N, D) float32, rows L2-normalised
 * ``labels`` (N,)   int64 in 0..C-1
 * ``text``   (C, D) float32, one L2-normalised class-prompt embedding per class, or None
+  (an image-only encoder, e.g. a timm ImageNet classifier, has no text tower)
+* ``source_logits`` (N, K) float32 or None: the encoder's own source classifier over its K
+  source classes (an image-only model's ImageNet head), not normalised; LEEP and NCE use it
+  as their source model when present (``source_probs``)
 * ``logit_scale`` / ``logit_bias``: the encoder's zero-shot temperature as a plain
   multiplier (CLIP: 100, i.e. ``exp`` of open_clip's stored log scale) and SigLIP's bias
 * ``meta``: provenance (encoder id, task id, split, template, n, versions)
@@ -46,14 +50,16 @@ class EmbeddingSet:
     logit_bias: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     n_classes: int = 0
+    source_logits: np.ndarray | None = None
 
     @classmethod
     def create(cls, image, labels, text=None, logit_scale=None, logit_bias=None,
-               meta=None, n_classes=None, normalise=True) -> "EmbeddingSet":
+               meta=None, n_classes=None, normalise=True, source_logits=None) -> "EmbeddingSet":
         """Validate and build an EmbeddingSet; raises InvalidInput naming the problem.
 
         ``normalise=True`` L2-normalises image and text rows (the pipeline's convention).
         ``n_classes`` defaults to the number of text rows, else ``max(label) + 1``.
+        ``source_logits`` (N, K), K >= 2: the source classifier's logits, kept as float32 as given.
         """
         image = np.asarray(image)
         if image.ndim != 2 or image.shape[0] == 0 or image.shape[1] == 0:
@@ -87,6 +93,14 @@ class EmbeddingSet:
             raise InvalidInput(f"labels must lie in 0..{n_classes - 1}; found values in {labels.min()}..{labels.max()}")
         if len(np.unique(labels)) < 2:
             raise InvalidInput("labels contain a single class; transferability needs at least 2 classes")
+        if source_logits is not None:
+            source_logits = np.asarray(source_logits)
+            if source_logits.ndim != 2 or source_logits.shape[0] != image.shape[0] or source_logits.shape[1] < 2:
+                raise InvalidInput(f"source logits must have shape (N={image.shape[0]}, K >= 2); "
+                                   f"got {source_logits.shape}")
+            if not np.issubdtype(source_logits.dtype, np.number) or not np.all(np.isfinite(source_logits)):
+                raise InvalidInput("source logits must be finite numbers")
+            source_logits = _readonly(source_logits.astype(np.float32))
         for name, value in (("logit_scale", logit_scale), ("logit_bias", logit_bias)):
             if value is not None and not np.isfinite(float(value)):
                 raise InvalidInput(f"{name} must be a finite number; got {value}")
@@ -100,7 +114,7 @@ class EmbeddingSet:
                    text=None if text is None else _readonly(text),
                    logit_scale=None if logit_scale is None else float(logit_scale),
                    logit_bias=None if logit_bias is None else float(logit_bias),
-                   meta=dict(meta or {}), n_classes=int(n_classes))
+                   meta=dict(meta or {}), n_classes=int(n_classes), source_logits=source_logits)
 
     @property
     def n(self) -> int:
@@ -125,3 +139,23 @@ class EmbeddingSet:
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
+
+    def source_probs(self) -> np.ndarray:
+        """The source model's label probabilities, float64 (N, K): ``softmax(source_logits)`` when the
+        encoder has its own source classifier (an ImageNet head), else the zero-shot classifier
+        ``softmax(logit_scale * image @ text.T (+ logit_bias))`` over the task's classes."""
+        if self.source_logits is None:
+            return self.zero_shot_probs()
+        logits = self.source_logits.astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def source_labels(self) -> np.ndarray:
+        """The source model's hard predictions (N,): argmax of ``source_logits`` when present, else of
+        the zero-shot classifier ``image @ text.T`` (which needs neither logit_scale nor logit_bias)."""
+        if self.source_logits is not None:
+            return np.argmax(self.source_logits, axis=1)
+        if self.text is None:
+            raise InvalidInput("source labels need source logits or text features (class-prompt embeddings)")
+        return np.argmax(self.image.astype(np.float64) @ self.text.astype(np.float64).T, axis=1)

@@ -1,4 +1,4 @@
-"""LEEP with the encoder's zero-shot classifier as the source model.
+"""LEEP with the encoder's source classifier (ImageNet head or zero-shot classifier) as the source model.
 
 Nguyen, Hassner, Seeger, Archambeau, "LEEP: A New Measure to Evaluate Transferability
 of Learned Representations", ICML 2020, arXiv 2002.12462.
@@ -9,10 +9,17 @@ With source-label probabilities theta(x_i) over Z source classes:
     P(y | z) = P(y, z) / sum_y' P(y', z)
     LEEP     = 1/N sum_i log sum_z P(y_i | z) theta_z(x_i)          (<= 0; 0 is perfect)
 
-Source model here (there is no ImageNet head in a dual encoder): the encoder's own
-zero-shot classifier over the task's class prompts, theta = softmax(logit_scale *
-image @ text.T (+ logit_bias)), as DESIGN.md fixes. LEEP then measures how well the
-zero-shot posteriors, recalibrated by the empirical joint, explain the true labels.
+Source model here:
+
+* an image-only encoder with a source classifier (a timm ImageNet model): its own head, theta =
+  softmax(source_logits) over its Z = 1000 ImageNet classes, exactly as in the paper (the
+  pre-trained source model's label distribution, then the empirical joint with the target labels);
+* a dual encoder (no ImageNet head): its own zero-shot classifier over the task's class prompts,
+  theta = softmax(logit_scale * image @ text.T (+ logit_bias)), Z = C, as DESIGN.md fixes. LEEP
+  then measures how well the zero-shot posteriors, recalibrated by the empirical joint, explain
+  the true labels.
+
+``EmbeddingSet.source_probs`` picks the first where ``source_logits`` are present.
 """
 from __future__ import annotations
 
@@ -43,9 +50,9 @@ def leep_from_probs(probs: np.ndarray, labels: np.ndarray) -> float:
 @register_estimator("leep")
 class LEEP(Estimator):
     __doc__ = __doc__
-    needs = ("logits",)
-    description = "log expected empirical prediction of the zero-shot classifier"
+    needs = ("source",)
+    description = "log expected empirical prediction of the source (ImageNet head or zero-shot) classifier"
     citation = "Nguyen et al., ICML 2020, arXiv:2002.12462"
 
     def compute(self, emb):
-        return leep_from_probs(emb.zero_shot_probs(), emb.labels)
+        return leep_from_probs(emb.source_probs(), emb.labels)

@@ -1,4 +1,4 @@
-"""Negative Conditional Entropy with the zero-shot classifier's predictions as source labels.
+"""Negative Conditional Entropy with the source classifier's predictions as source labels.
 
 Tran, Nguyen, Hassner, "Transferability and Hardness of Supervised Classification
 Tasks", ICCV 2019, arXiv 1908.08142.
@@ -8,9 +8,14 @@ With hard source labels z_i and target labels y_i:
     P(y, z) = 1/N #{i : y_i = y, z_i = z}
     NCE     = -H(Y | Z) = sum_{y,z} P(y, z) log P(y, z) / P(z)          (<= 0; 0 is perfect)
 
-Source labels here: the argmax of the encoder's zero-shot classifier over the task's
-class prompts, z_i = argmax_c <x_i, t_c> (DESIGN.md); the argmax does not depend on
-logit_scale or logit_bias, so only the text embeddings are needed.
+Source labels here (``EmbeddingSet.source_labels``):
+
+* an image-only encoder with a source classifier (a timm ImageNet model): the argmax of its own
+  ImageNet head, z_i = argmax_k source_logits_ik over the 1000 source classes, as in the paper
+  (the source task's labels predicted by the source model);
+* a dual encoder: the argmax of its zero-shot classifier over the task's class prompts,
+  z_i = argmax_c <x_i, t_c> (DESIGN.md); the argmax does not depend on logit_scale or
+  logit_bias, so only the text embeddings are needed.
 """
 from __future__ import annotations
 
@@ -34,10 +39,9 @@ def nce(source_labels: np.ndarray, target_labels: np.ndarray) -> float:
 @register_estimator("nce")
 class NCE(Estimator):
     __doc__ = __doc__
-    needs = ("text",)
-    description = "negative conditional entropy of labels given zero-shot predictions"
+    needs = ("source_labels",)
+    description = "negative conditional entropy of labels given the source (ImageNet head or zero-shot) predictions"
     citation = "Tran et al., ICCV 2019, arXiv:1908.08142"
 
     def compute(self, emb):
-        predicted = np.argmax(emb.image.astype(np.float64) @ emb.text.astype(np.float64).T, axis=1)
-        return nce(predicted, emb.labels)
+        return nce(emb.source_labels(), emb.labels)

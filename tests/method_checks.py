@@ -16,8 +16,26 @@ PARAMETRIZED = re.compile(r"parametrizations\.(\w+)\.original$")
 
 
 def expected_trainable(model: torch.nn.Module, method: str, embed_dim: int, lora_rank: int = 4,
-                       adapter_reduction: int = 4) -> dict[str, tuple[int, ...]] | None:
-    """Name -> shape of what built-in ``method`` should train (None for any other method)."""
+                       adapter_reduction: int = 4, n_classes: int | None = None,
+                       image_only: bool = False) -> dict[str, tuple[int, ...]] | None:
+    """Name -> shape of what built-in ``method`` should train (None for any other method).
+    ``n_classes``: the target's, for the linear head (``linear``; every method on an image-only
+    model, ``image_only``, whose ImageNet classifier ``model.visual.fc``/``head`` is then not in the
+    graph: left out here, reported unused by the loop)."""
+    head = {"classifier.weight": (n_classes, embed_dim), "classifier.bias": (n_classes,)}
+    if method == "linear":
+        return head
+    found = _expected_backbone(model, method, embed_dim, lora_rank, adapter_reduction)
+    if found is None or not image_only:
+        return found
+    return {**{n: s for n, s in found.items() if not SOURCE_HEAD.search(n)}, **head}
+
+
+#: an image-only (timm) model's own classifier, outside the fine-tuning graph
+SOURCE_HEAD = re.compile(r"^model\.visual\.(fc|head|head\.fc|classifier)\.(weight|bias)$")
+
+
+def _expected_backbone(model, method, embed_dim, lora_rank, adapter_reduction):
     params = {f"model.{n}": tuple(p.shape) for n, p in model.named_parameters()}
     tower = {n: p for n, p in params.items() if n.split(".")[-1] not in TEMPERATURE}
     if method == "full":
@@ -46,7 +64,8 @@ def expected_trainable(model: torch.nn.Module, method: str, embed_dim: int, lora
 
 
 def tower_counts(shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
-    image = sum(math.prod(s) for n, s in shapes.items() if n.startswith(("model.visual.", "image_head.")))
+    image = sum(math.prod(s) for n, s in shapes.items()
+                if n.startswith(("model.visual.", "image_head.", "classifier.")))
     return {"image": image, "text": sum(math.prod(s) for s in shapes.values()) - image}
 
 

@@ -10,6 +10,7 @@ import pytest
 from estimators import (EmbeddingSet, InvalidInput, MissingNeeds, estimator_class, get_estimator,
                         list_estimators)
 from tests.conftest import make_embeddings
+from estimators.base import NEEDS
 
 NAMES = list_estimators()
 
@@ -53,7 +54,7 @@ def test_metadata_is_complete(name):
     cls = estimator_class(name)
     assert cls.name == name
     assert isinstance(cls.higher_is_better, bool)
-    assert set(cls.needs) <= {"text", "logits"}
+    assert set(cls.needs) <= set(NEEDS)
     assert cls.version and cls.description and cls.citation
     doc = cls.__doc__ or ""
     assert len(doc) > 80, f"{name}: the docstring must give the formula and its source"

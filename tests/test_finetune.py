@@ -60,9 +60,9 @@ def _prepared(method: str, config: FinetuneConfig = FAST):
 
 
 # -- registry -----------------------------------------------------------------------------
-def test_registry_lists_the_five_methods():
-    assert list_methods() == sorted(METHODS)
-    assert list_methods("b*,l*") == ["bitfit", "lora"]
+def test_registry_lists_the_five_methods_and_linear():
+    assert list_methods() == sorted([*METHODS, "linear"])
+    assert list_methods("b*,l*") == ["bitfit", "linear", "lora"]
 
 
 def test_unknown_method_suggests_close_names():

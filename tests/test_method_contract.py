@@ -47,10 +47,10 @@ def trained(name: str, seed: int, run: int = 0):
     method = get_method(name)
     args = CONFIG.for_method(method).method_args
     expected = expected_trainable(encoder.model, name, EMBED_DIM, args.get("lora_rank", 4),
-                                  args.get("adapter_reduction", 4))
+                                  args.get("adapter_reduction", 4), n_classes=10)
     before = {n: p.detach().clone() for n, p in encoder.model.named_parameters()}
     seed_everything(seed)
-    tuned = method.prepare(encoder, CONFIG)
+    tuned = method.prepare(encoder, CONFIG, get_task("digits"))
     claimed = {n: p.detach().clone() for n, p in trainable(tuned).items()}
     report = finetune(tuned, encoder, get_task("digits"), digits(), CONFIG, seed=seed, progress=False)
     return tuned, before, claimed, expected, report

@@ -97,7 +97,7 @@ def test_a_minimal_suite_file_takes_the_documented_defaults(tmp_path):
     suite = get_suite(str(path))
     assert (suite.name, suite.seeds, suite.n_train, suite.n_test, suite.prompts) == ("mine", (0,), 500, 500,
                                                                                      "ensemble")
-    assert suite.methods == ("attention", "bitfit", "clip_adapter", "full", "lora")
+    assert suite.methods == ("attention", "bitfit", "clip_adapter", "full", "linear", "lora")
     config = suite.finetune
     assert (config.optimizer, config.lr, config.epochs, config.batch_size, config.n_ood) == ("adamw", 1e-4, 2, 32, 200)
     assert (config.n_train, config.n_test, config.prompts, config.sample_seed) == (500, 500, "ensemble", 0)
@@ -171,7 +171,7 @@ def test_help_lists_come_from_the_registries(monkeypatch):
     monkeypatch.setitem(SUITES._entries, "toy_suite", SUITES.get("smoke"))
     run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     flat = " ".join(run.split())
-    assert "(attention, bitfit, clip_adapter, full, lora, toy_method;" in flat
+    assert "(attention, bitfit, clip_adapter, full, linear, lora, toy_method;" in flat
     assert "a built-in suite (mini, paper, smoke, toy_suite)" in flat
     assert "{" + ",".join(BACKENDS) + "}" in flat
 
