@@ -42,10 +42,11 @@ def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOO
     cover = coverage(collected, registered, {n for n in registered if estimator_class(n).pool_relative})
     scores, outcomes = collected["scores"], collected["outcomes"]
     evaluation = selection = None
+    deltas = outcomes.dropna(subset=list(EXACT))  # the tasks protocol needs every delta (image-only: none)
     if not outcomes.empty and not scores.empty:
-        if protocol in ("all", "tasks"):
+        if protocol in ("all", "tasks") and not deltas.empty:
             evaluation = evaluate(scores[list(SCORE_COLUMNS)],
-                                  outcomes[["encoder", "method", "task", "seed", *EXACT]], n_boot=n_boot, seed=seed)
+                                  deltas[["encoder", "method", "task", "seed", *EXACT]], n_boot=n_boot, seed=seed)
         if protocol in ("all", "models"):
             grid_scores = scores.rename(columns={"encoder": "model"})[["task", "model", "estimator", "score"]]
             selection = select_models(grid_accuracies(outcomes), grid_scores,
@@ -59,8 +60,8 @@ def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOO
                                 [f"Ground truth: the fine-tuned accuracy of the outcome cells in {source} "
                                  "(seed means); scores: the estimators' scores of the same cells."])
         return {"missing": missing, "evaluation": None, "selection": selection, "path": path}
-    floats = {**collected, "outcomes": outcomes.astype({c: float for c in EXACT})}
-    path = render(out, floats, evaluation, seed_noise(outcomes), cover, missing, suite,
+    floats = {**collected, "outcomes": deltas.astype({c: float for c in EXACT})}
+    path = render(out, floats, evaluation, seed_noise(deltas), cover, missing, suite,
                   baselines=BASELINES, min_n=MIN_N, selection=selection)
     write_tables(collected, out)
     if models is not None and protocol != "tasks":

@@ -399,9 +399,10 @@ def cmd_finetune(args) -> int:
     zs, ft = record["acc_zs"][task], record["acc_ft"][task]
     d = cell_deltas(record)
     counted = len(d["ood_changes"]) - len(d["ood_excluded"])
-    ood = "n/a" if d["ood_change"] is None else f"{d['ood_change']:+.3f}"
-    print(f"{args.encoder} {args.method} on {task} (seed {args.seed}): accuracy {zs:.3f} -> {ft:.3f}, "
-          f"id_gain {d['id_gain']:+.3f}, ood_change {ood} over {counted} other task(s); "
+    shown = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731 (image-only: no zero-shot)
+    print(f"{args.encoder} {args.method} on {task} (seed {args.seed}): accuracy {shown(zs, '.3f')} -> "
+          f"{shown(ft, '.3f')}, id_gain {shown(d['id_gain'], '+.3f')}, ood_change {shown(d['ood_change'], '+.3f')} "
+          f"over {counted} other task(s); "
           f"trainable {record['trainable']}; {record['seconds']['wall']['total']:.1f}s")
     return 0
 
@@ -466,9 +467,9 @@ def cmd_embed(args) -> int:
     start = time.perf_counter()
     emb = embed(encoder, task, args.split, n=args.n, seed=args.seed, prompts=args.prompts, data_root=args.data_root,
                 cache_dir=args.cache_dir, device=args.device, batch_size=args.batch_size, download=args.download)
-    accuracy = zero_shot_accuracy(emb.image, emb.labels, emb.text)
+    accuracy = "n/a (image-only)" if emb.text is None else f"{zero_shot_accuracy(emb.image, emb.labels, emb.text):.3f}"
     print(f"{encoder.id} on {task.id}/{args.split}: n={emb.n} dim={emb.dim} classes={emb.n_classes} "
-          f"zero-shot acc={accuracy:.3f} (chance {1 / task.n_classes:.3f}) "
+          f"zero-shot acc={accuracy} (chance {1 / task.n_classes:.3f}) "
           f"in {time.perf_counter() - start:.1f}s; source: {emb.meta.get('source')}")
     return 0
 

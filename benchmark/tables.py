@@ -65,10 +65,10 @@ def collect(results: Path) -> dict:
     missed += [(encoder, p["task"], name, status, reason) for p in pool_cells
                for status in ("skipped", "failed") for name, reason in p.get(status, {}).items()
                for encoder in p.get("spec", {}).get("encoders", p["scores"])]
-    # id_gain_norm is undefined where zero-shot accuracy is already 1: such cells are left out
+    # every cell with a fine-tuned accuracy; a delta that does not exist (no zero-shot accuracy: an
+    # image-only encoder; id_gain_norm at acc_zs = 1) is None, and the tasks protocol leaves the row out
     measured = [{"encoder": r["encoder"], "method": r["method"], "task": r["target"], "seed": r["seed"],
-                 **_outcome(d)} for r in outcome_cells for d in [exact_deltas(r)]
-                if d["id_gain_norm"] is not None and d["ood_change"] is not None]
+                 **_outcome(d)} for r in outcome_cells for d in [exact_deltas(r)] if d["correct_ft"] is not None]
     versions = {}
     for r in score_cells + outcome_cells:
         versions.update(r.get("versions", {}))
@@ -88,7 +88,8 @@ def collect(results: Path) -> dict:
 
 def _outcome(d: dict) -> dict:
     return {"n_test": d["n_test"], "correct_zs": d["correct_zs"], "correct_ft": d["correct_ft"], "acc_zs": d["acc_zs"],
-            "id_gain": d["id_gain"], "id_gain_norm": d["id_gain_norm"], "ood_num": int(d["ood_change"] * d["ood_den"]),
+            "id_gain": d["id_gain"], "id_gain_norm": d["id_gain_norm"],
+            "ood_num": None if d["ood_change"] is None else int(d["ood_change"] * d["ood_den"]),
             "ood_den": d["ood_den"], "ood_change": d["ood_change"]}
 
 
@@ -125,14 +126,19 @@ def read_tables(folder: Path) -> dict:
     if (folder / "provenance.json").is_file():
         provenance.update(json.loads((folder / "provenance.json").read_text()))
     return {"scores": _frame(scores[list(SCORE_COLUMNS)].values.tolist(), SCORE_COLUMNS, ["estimator", "encoder", "task"]),
-            "outcomes": _frame(outcomes[list(OUTCOME_COLUMNS)].values.tolist(), OUTCOME_COLUMNS,
-                               ["encoder", "method", "task", "seed"]).astype({c: int for c in _COUNTS} | {"seed": int}),
+            "outcomes": _counts_as_int(_frame(outcomes[list(OUTCOME_COLUMNS)].values.tolist(), OUTCOME_COLUMNS,
+                                              ["encoder", "method", "task", "seed"])),
             "not_scored": _frame(not_scored[list(NOT_SCORED_COLUMNS)].values.tolist(), NOT_SCORED_COLUMNS,
                                  ["estimator", "encoder", "task"]),
             "provenance": provenance}
 
 
 _COUNTS = ("n_test", "correct_zs", "correct_ft", "ood_num", "ood_den")
+
+
+def _counts_as_int(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Count columns (and seed) as integers; one with an absent count keeps Python ints and None."""
+    return outcomes.astype({c: int for c in (*_COUNTS, "seed") if outcomes[c].notna().all()})
 
 
 def _read_csv(path: Path, columns, dtype) -> pd.DataFrame:
@@ -147,15 +153,19 @@ def _read_csv(path: Path, columns, dtype) -> pd.DataFrame:
 
 
 def _exact_outcomes(raw: pd.DataFrame) -> pd.DataFrame:
-    """Exact deltas from the stored counts, each checked against the float beside it."""
+    """Exact deltas from the stored counts, each checked against the float beside it; an empty count
+    (no zero-shot accuracy, or no out-of-domain change) gives None for every delta that needs it."""
     out = raw.copy()
-    n, c0, c1 = (raw[c].astype(int) for c in ("n_test", "correct_zs", "correct_ft"))
-    out["acc_zs"] = [Fraction(a, b) for a, b in zip(c0, n)]
-    out["id_gain"] = [Fraction(b - a, m) for a, b, m in zip(c0, c1, n)]
-    out["id_gain_norm"] = [Fraction(b - a, m - a) for a, b, m in zip(c0, c1, n)]
-    out["ood_change"] = [Fraction(int(a), int(b)) for a, b in zip(raw["ood_num"], raw["ood_den"])]
+    n, c0, c1, num, den = ([None if pd.isna(v) else int(v) for v in raw[c]]
+                           for c in ("n_test", "correct_zs", "correct_ft", "ood_num", "ood_den"))
+    out["correct_zs"], out["ood_num"], out["ood_den"] = c0, num, den
+    out["acc_zs"] = [None if a is None else Fraction(a, m) for a, m in zip(c0, n)]
+    out["id_gain"] = [None if a is None else Fraction(b - a, m) for a, b, m in zip(c0, c1, n)]
+    out["id_gain_norm"] = [None if a is None or a == m else Fraction(b - a, m - a) for a, b, m in zip(c0, c1, n)]
+    out["ood_change"] = [None if a is None else Fraction(a, b) for a, b in zip(num, den)]
     for c in EXACT:
-        off = [i for i, (e, v) in enumerate(zip(out[c], raw[c])) if not abs(float(e) - float(v)) <= 1e-9]
+        off = [i for i, (e, v) in enumerate(zip(out[c], raw[c]))
+               if (e is None) != pd.isna(v) or (e is not None and not abs(float(e) - float(v)) <= 1e-9)]
         if off:
             row = raw.loc[off[0], ["encoder", "method", "task", "seed"]].to_dict()
             raise InvalidInput(f"outcomes.csv: {c} disagrees with the counts in {len(off)} row(s), first at {row}")

@@ -291,7 +291,8 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
               _table([[k, _fmt(v, 4, "")] for k, v in seconds.sort_values(kind="stable").items()], ["estimator", "seconds"]),
               "", "## Provenance", "", _provenance(tables["provenance"], suite), "",
               "Notes: the source model of LEEP and NCE is the encoder's own zero-shot classifier over the "
-              "task's class prompts, softmax(logit_scale · image @ text.T) (NCE uses its argmax). "
+              "task's class prompts, softmax(logit_scale · image @ text.T) (NCE uses its argmax); for an image-only "
+              "encoder, its ImageNet head. "
               f"Baselines ({', '.join(sorted(baselines))}) are ranked beside the estimators. Every number is in "
               "stats.csv (per group), summary.csv (per estimator), stability.csv and noise.csv; the board rebuilds "
               "from its own tables: `python -m benchmark leaderboard --tables DIR --out DIR`.", ""]
