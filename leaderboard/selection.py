@@ -52,6 +52,11 @@ def section(selection, level: str = "##") -> list[str]:
     """Markdown lines of the ``models`` protocol: how to read it, then per method a ranking, the
     generated findings and the per-task weighted tau; the pooled view; what was skipped."""
     design, summary = selection.design, selection.summary
+    if selection.per_task.empty:
+        reasons = sorted(set(selection.skipped["reason"]))
+        return [f"{level} Model selection (`models` protocol)", "",
+                f"Not evaluated: no task has a ranking of at least 3 models ({'; '.join(reasons) or 'no accuracies'}).",
+                ""]
     band = design["null_band"]
     sizes = ", ".join(f"{n} models: {q:.2f}" for n, q in sorted(band.items()))
     lines = [
@@ -91,8 +96,10 @@ def section(selection, level: str = "##") -> list[str]:
 
 def _across_methods(summary: pd.DataFrame) -> list[str]:
     """How many comparisons with the static ranker the board makes, and how many chance would win."""
-    compared = summary[(summary["estimator"] != STATIC) & np.isfinite(summary["vs_static"])]
-    if summary["method"].nunique() < 2 or compared.empty:
+    if summary["method"].nunique() < 2:
+        return []
+    compared = summary[(summary["estimator"] != STATIC) & summary["vs_static"].astype(float).notna()]
+    if compared.empty:
         return []
     above = compared[compared["vs_static_lo"] > 0]
     return [f"Across the {summary['method'].nunique()} methods, {len(above)} of the {len(compared)} comparisons with "

@@ -156,3 +156,34 @@ def test_one_protocol_at_a_time_from_a_board(tmp_path, capsys, protocol):
         assert "3 models: 0.33" in page and "params (baseline)" in page
         per_task = pd.read_csv(tmp_path / "selection.csv")
         assert set(per_task["method"]) == {"full", "bitfit", "attention", "lora", "clip_adapter"}
+
+
+def test_a_zoo_of_image_only_encoders_gets_a_models_board(tmp_path, capsys):
+    """Three random-init timm classifiers through run (scores and the `linear` method) to a board: the
+    models protocol ranks them by fine-tuned accuracy; no zero-shot accuracy, so no delta and no
+    tasks protocol; the board rebuilds from its own tables byte for byte."""
+    import json
+
+    suite = tmp_path / "timm_zoo.json"
+    suite.write_text(json.dumps({
+        "description": "image-only zoo rehearsal", "tasks": ["digits", "mnist", "notmnist"], "methods": ["linear"],
+        "encoders": ["timm:test_resnet", "timm:test_vit", "timm:test_efficientnet"], "seeds": [0],
+        "n_train": 40, "n_test": 40, "prompts": "single",
+        "finetune": {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 0.0, "momentum": 0.9, "epochs": 1,
+                     "max_steps": None, "batch_size": 20, "val_fraction": 0.1, "max_val": 5000,
+                     "templates_per_step": None, "n_ood": 20}}))
+    out = tmp_path / "run"
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--estimators", "logme,leep,knn,iimm",
+                 "--cache-dir", str(tmp_path / "cache"), "--n-jobs", "1"]) == 0
+    assert main(["leaderboard", "--results", str(out), "--out", str(tmp_path / "a"), "--n-boot", "50"]) == 0
+    assert main(["leaderboard", "--tables", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--n-boot", "50"]) == 0
+    assert board_files(tmp_path / "a") == board_files(tmp_path / "b")
+    outcomes = pd.read_csv(tmp_path / "a" / "outcomes.csv")
+    assert len(outcomes) == 9 and outcomes["correct_zs"].isna().all() and outcomes["correct_ft"].notna().all()
+    per_task = pd.read_csv(tmp_path / "a" / "selection.csv")
+    assert set(per_task["method"]) == {"linear"} and (per_task["n_models"] == 3).all()
+    assert {"logme", "leep", "knn", "other_tasks_acc", "random"} <= set(per_task["estimator"])
+    page = (tmp_path / "a" / "leaderboard.md").read_text()
+    assert "Model selection (`models` protocol)" in page and "ρ⁺" not in page
+    not_scored = pd.read_csv(tmp_path / "a" / "not_scored.csv")
+    assert (not_scored[not_scored["estimator"] == "iimm"]["reason"].str.contains("image-only")).all()
