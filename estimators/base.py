@@ -21,7 +21,8 @@ from .embedding_set import EmbeddingSet
 from .errors import InvalidInput
 from .registry import Registry
 
-ESTIMATORS = Registry("estimator", entry_point_group="transferbench.estimators")
+ESTIMATORS = Registry("estimator", entry_point_group="transferbench.estimators", package="estimators",
+                      infrastructure=("base", "common", "embedding_set", "errors", "registry"))
 register_estimator = ESTIMATORS.register
 
 NEEDS = {

@@ -61,6 +61,8 @@ class Registry:
             raise ValueError(f"{self.kind} name {name!r} must be lowercase letters, digits, '_', '.' or '-'")
 
         def decorator(obj):
+            if self.package and not getattr(obj, "__module__", "").startswith(f"{self.package}."):
+                self.load_plugins()  # a third-party entry registers after the built-ins, as it always has
             previous = self._entries.get(name)
             if previous is not None and not replace and _qualname(previous) != _qualname(obj):
                 raise ValueError(f"{self.kind} {name!r} is already registered by {_qualname(previous)}")

@@ -127,3 +127,18 @@ def test_the_light_commands_and_modules_load_no_torch_in_a_fresh_interpreter(tmp
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_kernel_and_the_light_packages_load_no_scorer_scipy_or_sklearn(tmp_path):
+    """Importing tasks, the embedding cache, the leaderboard renderer or the estimators kernel
+    registers no estimator yet (the registry imports them on first use), so none of them pays for
+    scipy or scikit-learn; the registry still lists every built-in estimator when asked."""
+    code = ("import sys\nimport tasks, encoders.cache, leaderboard, estimators\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'sklearn'))\n"
+            "scorers = sorted(m for m in sys.modules if m.startswith('estimators.') and m.split('.')[1] not in "
+            "('base', 'embedding_set', 'errors', 'registry'))\n"
+            "print(heavy, scorers, 'logme' in estimators.list_estimators())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[] [] True"
