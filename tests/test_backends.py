@@ -29,6 +29,7 @@ def cache_320mb(_):
     return os.getpid()
 
 
+@pytest.mark.e2e
 def test_a_loky_worker_that_grows_by_its_caches_is_not_replaced():
     pids = run_cells(cache_320mb, list(range(6)), n_jobs=2, backend="loky")
     assert len(set(pids)) == 2  # loky's default (300 MB) would start a third worker after the second cell

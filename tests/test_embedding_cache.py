@@ -94,6 +94,7 @@ def test_damaged_file_is_detected_and_recomputed(tmp_path, digits, damage):
     assert ArrayCache(tmp_path).get(cache_spec(encoder, digits, "test", 20, 0, "ensemble")) is not None
 
 
+@pytest.mark.e2e
 def test_two_processes_writing_one_key_leave_one_valid_file(tmp_path):
     script = textwrap.dedent(f"""
         import sys

@@ -28,6 +28,8 @@ from benchmark.scoring import score_all
 from estimators import ESTIMATORS, InvalidInput, get_estimator
 from tests.conftest import make_embeddings
 
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["run", "--suite", "smoke", "--no-finetune"]
 
@@ -367,11 +369,14 @@ def test_a_full_disk_is_one_line(scored, tmp_path):
 
 
 @contextlib.contextmanager
-def read_only_folder():
-    """A folder this process cannot write to (as root: by acting as user nobody meanwhile)."""
+def read_only_folder(before=lambda folder: None):
+    """A folder this process cannot write to (as root: by acting as user nobody meanwhile).
+    ``before(folder)`` runs first, with the process's own rights: a clone may sit in a folder only
+    its owner can enter, so whatever the code under test reads must be read or copied then."""
     folder = Path(tempfile.mkdtemp())
     folder.chmod(0o755)
     (folder / "ro").mkdir(mode=0o555)
+    before(folder)
     root = os.geteuid() == 0
     try:
         if root:
@@ -384,8 +389,20 @@ def read_only_folder():
 
 
 def test_unwritable_out_fails_before_any_work(tmp_path, capsys):
-    with read_only_folder() as ro:
-        assert main([*SMOKE, "--out", str(ro), "--cache-dir", str(tmp_path / "c")]) == 2
+    from benchmark.suites import SUITES
+
+    def readable_by_anyone(folder):
+        """The suite file copied beside the folder, and every module the command imports loaded
+        by the same command stopping at the same check (--out is a file)."""
+        shutil.copy(SUITES.get("smoke"), folder / "smoke.json")
+        (folder / "smoke.json").chmod(0o644)
+        (tmp_path / "a_file").write_text("x")
+        assert main([*SMOKE, "--out", str(tmp_path / "a_file"), "--cache-dir", str(tmp_path / "c")]) == 2
+        capsys.readouterr()
+
+    with read_only_folder(readable_by_anyone) as ro:
+        run = ["run", "--suite", str(ro.parent / "smoke.json"), "--no-finetune"]
+        assert main([*run, "--out", str(ro), "--cache-dir", str(tmp_path / "c")]) == 2
     one_error_line(capsys.readouterr().err, "is not writable: Permission denied")
     (tmp_path / "file").write_text("x")
     assert main([*SMOKE, "--out", str(tmp_path / "file"), "--cache-dir", str(tmp_path / "c")]) == 2

@@ -272,6 +272,7 @@ KILLED_CELL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_a_killed_cell_reruns_to_a_complete_result(tmp_path):
     out, cache, tasks = tmp_path / "out", tmp_path / "cache", _eval_tasks()
     config = dataclasses.replace(SMOKE, epochs=15)

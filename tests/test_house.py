@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("estimators", "tasks", "encoders", "benchmark", "leaderboard")
 #: The command layer drives the grid and builds the board: it may import every package.
@@ -116,6 +118,7 @@ def test_only_the_model_modules_load_torch():
     assert loads == TORCH
 
 
+@pytest.mark.e2e
 def test_the_light_commands_and_modules_load_no_torch_in_a_fresh_interpreter(tmp_path):
     light = sorted(set(modules()) - TORCH - {"benchmark.__main__"})
     code = (f"import importlib, sys\nfor m in {light!r}:\n    importlib.import_module(m)\n"
@@ -129,6 +132,7 @@ def test_the_light_commands_and_modules_load_no_torch_in_a_fresh_interpreter(tmp
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.e2e
 def test_the_kernel_and_the_light_packages_load_no_scorer_scipy_or_sklearn(tmp_path):
     """Importing tasks, the embedding cache, the leaderboard renderer or the estimators kernel
     registers no estimator yet (the registry imports them on first use), so none of them pays for

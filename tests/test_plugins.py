@@ -99,6 +99,7 @@ def readme_example() -> str:
     return re.search(r"`my_estimators.py`\):\n\n```python\n(.*?)```", readme, re.S).group(1)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["class_mean_norm", "fisher_ratio"])
 def test_contract_suite_runs_on_plugins(site, name):
     """The registry-wide contract tests pick up an installed plugin with no extra code; the

@@ -11,6 +11,8 @@ import pytest
 from benchmark.cli import main
 from benchmark.suites import get_suite
 
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
+
 BOARD = Path(__file__).resolve().parents[1] / "leaderboard" / "mini"
 CELLS = ("scores", "outcomes", "pool_scores")
 SEEDS = (0, 1, 2)

@@ -7,6 +7,8 @@ import pytest
 from benchmark.cli import main
 from benchmark.results import read_all
 
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

@@ -16,6 +16,8 @@ from tasks import get_task
 
 from .test_user_tasks import write_folder
 
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
+
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = ["smoke", "rehearsal-vitb32", "rehearsal-siglip"]
 

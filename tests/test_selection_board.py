@@ -143,6 +143,7 @@ def test_the_readme_table_of_the_zoo_boards_is_their_csv():
     assert f"our {static.loc['imagenet_top1', 'weighted_tau']:.4f}" in readme
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("protocol", ["tasks", "models"])
 def test_one_protocol_at_a_time_from_a_board(tmp_path, capsys, protocol):
     board = ROOT / "leaderboard" / "mini"
@@ -158,6 +159,7 @@ def test_one_protocol_at_a_time_from_a_board(tmp_path, capsys, protocol):
         assert set(per_task["method"]) == {"full", "bitfit", "attention", "lora", "clip_adapter"}
 
 
+@pytest.mark.e2e
 def test_a_zoo_of_image_only_encoders_gets_a_models_board(tmp_path, capsys):
     """Three random-init timm classifiers through run (scores and the `linear` method) to a board: the
     models protocol ranks them by fine-tuned accuracy; no zero-shot accuracy, so no delta and no

@@ -8,6 +8,8 @@ import pytest
 from benchmark.cli import main
 from estimators import list_estimators
 
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

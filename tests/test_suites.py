@@ -103,6 +103,7 @@ def test_a_minimal_suite_file_takes_the_documented_defaults(tmp_path):
     assert (config.n_train, config.n_test, config.prompts, config.sample_seed) == (500, 500, "ensemble", 0)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("content, key, problem", [
     ({"encoder": ["smoke"], "tasks": ["digits"]}, "encoder", "unknown key (did you mean 'encoders'?"),
     ({"tasks": ["digits"]}, "encoders", "missing"),
@@ -147,6 +148,7 @@ def test_a_suite_file_that_is_no_json_object(tmp_path, capsys, text, message):
     assert err.count("\n") == 1 and message in err
 
 
+@pytest.mark.e2e
 def test_an_unknown_encoder_id_stops_before_any_work(tmp_path, capsys):
     path = tmp_path / "enc.json"
     path.write_text(json.dumps({"encoders": ["smoke", "smokey"], "tasks": ["digits"]}))
@@ -176,6 +178,7 @@ def test_help_lists_come_from_the_registries(monkeypatch):
     assert "{" + ",".join(BACKENDS) + "}" in flat
 
 
+@pytest.mark.e2e
 def test_run_takes_any_encoder_id_and_a_task_file_on_the_command_line(tmp_path, capsys, monkeypatch):
     from tasks import TASKS
     from tests.test_user_tasks import task_file, write_folder

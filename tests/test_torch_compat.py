@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,6 +18,8 @@ from PIL import Image, ImageDraw
 
 from benchmark.cli import main
 
+pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
+
 ROOT = Path(__file__).resolve().parents[1]
 MY_SUITE = """\
 {
