@@ -9,18 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from encoders.cache import atomic_write_bytes
-from estimators.errors import InvalidInput
-
 from estimators import estimator_class, list_estimators
+from estimators.errors import InvalidInput
 from leaderboard import render
 from leaderboard.selection import render_selection
 
 from .evaluate import BASELINES, MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
 from .noise import seed_noise
-from .selection import (checked_attributes, directions_of, grid_accuracies, read_table, select_models,
-                        split_directions)
+from .selection import checked_attributes, directions_of, grid_accuracies, read_table, select_models, split_directions
 from .tables import EXACT, collect, completeness, coverage, read_tables, write_tables
-
 
 PROTOCOLS = ("all", "tasks", "models")
 

@@ -50,10 +50,8 @@ class Missing:
 def encoder_weights(name: str) -> tuple[str, list[str], bool]:
     """(where the weights of encoder ``name`` are, what is missing, whether a fetch can get it),
     found without building the encoder or downloading anything."""
-    from encoders import ENCODERS, EncoderUnavailable, conse
+    from encoders import ENCODERS, EncoderUnavailable, conse, timm_encoder
     from encoders.open_clip_encoder import PAPER_ENCODERS, PREFIX, locate, parse_spec
-
-    from encoders import timm_encoder
 
     if name.startswith(PREFIX):
         weights = locate(*parse_spec(name[len(PREFIX):]))
@@ -219,7 +217,8 @@ def weights_rows(suite, refetch: str) -> tuple[list[str], list[Missing], bool]:
 
 def data_rows(suite, data_root, refetch: str) -> tuple[list[str], list[Missing]]:
     """(one line per task, what is missing with its fix)."""
-    from tasks import data_root as resolve, get_task
+    from tasks import data_root as resolve
+    from tasks import get_task
 
     rows, missing = [], []
     for task_id in suite.tasks:

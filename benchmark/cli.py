@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser(
         "leaderboard", help="rank the estimators from a results folder or published accuracies (markdown, CSV, plots)",
-        description=textwrap.fill("Evaluate how well each estimator's scores predict fine-tuning, by two protocols. `tasks` (the "
+        description=textwrap.fill(
+                    "Evaluate how well each estimator's scores predict fine-tuning, by two protocols. `tasks` (the "
                     "IIMM paper's): per encoder, across tasks, do scores predict the measured deltas? `models` (model "
                     "selection, the LogME line): per task, does the score put the encoder that fine-tunes best on "
                     "top? Writes leaderboard.md, stats.csv (every number), summary.csv, stability.csv, noise.csv "
@@ -154,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     select = sub.add_parser(
         "select", help="which of these encoders should I fine-tune on my task? (rank candidates by estimator)",
-        description=textwrap.fill("Embed a class-balanced sample of your task's training split with each candidate encoder "
+        description=textwrap.fill(
+                    "Embed a class-balanced sample of your task's training split with each candidate encoder "
                     "(cached), score it with every estimator, and rank the candidates by each. With --board, also "
                     "by the estimator that board found most reliable for model selection (its mean weighted tau "
                     "and interval), saying plainly when the board cannot tell estimators apart or the candidates are "
@@ -508,7 +510,8 @@ def cmd_check(args) -> int:
     return main_check(args)
 
 
-COMMANDS = {"run": cmd_run, "select": cmd_select, "score": cmd_score, "finetune": cmd_finetune, "leaderboard": cmd_leaderboard,
+COMMANDS = {"run": cmd_run, "select": cmd_select, "score": cmd_score, "finetune": cmd_finetune,
+            "leaderboard": cmd_leaderboard,
             "embed": cmd_embed,
             "ls": cmd_ls,
             "check": cmd_check}

@@ -65,7 +65,8 @@ def load_npz(path: str | Path) -> EmbeddingSet:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in REQUIRED if k not in npz.files]
             if missing:
-                raise InvalidInput(f"{path}: missing key(s) {', '.join(missing)}; found {', '.join(npz.files) or 'none'}"
+                raise InvalidInput(f"{path}: missing key(s) {', '.join(missing)}; "
+                                   f"found {', '.join(npz.files) or 'none'}"
                                    f" (needs {', '.join(REQUIRED)}; optional {', '.join(OPTIONAL)})")
             keys = [k for k in REQUIRED + OPTIONAL if k in npz.files]
             _check_headers(path, _headers(path, keys))

@@ -505,7 +505,8 @@ def _summarise(groups: pd.DataFrame, sums: dict, sign: dict, baselines: set, dat
                    "loto_positive": int((own["loto_skill_signed"] > 0).sum()),
                    "partial_groups": int(own["partial_r_signed"].notna().sum()),
                    "partial_positive": int((own["partial_r_signed"] > 0).sum())}
-            for stat, label in (("spearman", "rho"), ("pearson", "pearson"), ("partial", "partial"), ("diff", "ref_diff")):
+            for stat, label in (("spearman", "rho"), ("pearson", "pearson"), ("partial", "partial"),
+                                ("diff", "ref_diff")):
                 if stat in m:
                     row[label] = m[stat][0]
                     row[f"{label}_lo"], row[f"{label}_hi"] = np.percentile(m[stat][1 + k:], [2.5, 97.5])
@@ -516,7 +517,8 @@ def _summarise(groups: pd.DataFrame, sums: dict, sign: dict, baselines: set, dat
                 row.update(rank=r[0], rank_lo=np.percentile(r[1 + k:], 2.5, method="lower"),
                            rank_hi=np.percentile(r[1 + k:], 97.5, method="higher"),
                            lodo_rank_min=r[1:1 + k].min(), lodo_rank_max=r[1:1 + k].max())
-                stability += [{"outcome": outcome, "left_out": d, "estimator": name, "rho": means[name]["spearman"][1 + i],
+                stability += [{"outcome": outcome, "left_out": d, "estimator": name,
+                               "rho": means[name]["spearman"][1 + i],
                                "rank": r[1 + i], "tasks_left_out": sum(c == d for c in cluster_of.values())}
                               for i, d in enumerate(datasets)]
             rows.append(row)

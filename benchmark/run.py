@@ -172,9 +172,11 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     scores, skipped, failed = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0],
                                         check_sizes=False, time_limit=ctx.estimator_timeout)
     n_classes = get_task(cell.task).n_classes
-    record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes, "n_train": train.n,
+    record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes,
+              "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
-              "zero_shot_acc_test": None if test.text is None else zero_shot_accuracy(test.image, test.labels, test.text),
+              "zero_shot_acc_test": (None if test.text is None
+                                     else zero_shot_accuracy(test.image, test.labels, test.text)),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
               "skipped": {s.estimator: s.reason for s in skipped},
               "failed": {s.estimator: s.reason for s in failed},
@@ -389,7 +391,8 @@ def main_run(args) -> int:
         raise InvalidInput("no cell could be run (every task was unavailable); see the lines above")
     table = zero_shot_table(results)
     atomic_write_bytes(out / "zero_shot.md", (f"Zero-shot top-1 accuracy on the test split (suite `{suite.name}`, "
-                                              f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n{table}\n").encode())
+                                              f"n_test={suite.n_test}, prompts={suite.prompts}).\n\n"
+                                              f"{table}\n").encode())
     available = tuple(t for t in suite.tasks if t in {r["task"] for r in results})
     outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in suite.methods for s in seeds]
     if not args.no_finetune:

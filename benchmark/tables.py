@@ -102,7 +102,8 @@ def write_tables(collected: dict, out: Path) -> None:
     from encoders.cache import atomic_write_bytes
 
     outcomes = collected["outcomes"].astype({c: float for c in EXACT})
-    for name, frame in (("scores", collected["scores"]), ("outcomes", outcomes), ("not_scored", collected["not_scored"])):
+    for name, frame in (("scores", collected["scores"]), ("outcomes", outcomes),
+                        ("not_scored", collected["not_scored"])):
         atomic_write_bytes(Path(out) / f"{name}.csv", frame.to_csv(index=False).encode())
     atomic_write_bytes(Path(out) / "provenance.json",
                        (json.dumps(collected["provenance"], indent=1, sort_keys=True) + "\n").encode())
@@ -125,7 +126,8 @@ def read_tables(folder: Path) -> dict:
                   "score_cells": None, "n_train": None, "outcome_cells": len(outcomes), "versions": {}, "newest": None}
     if (folder / "provenance.json").is_file():
         provenance.update(json.loads((folder / "provenance.json").read_text()))
-    return {"scores": _frame(scores[list(SCORE_COLUMNS)].values.tolist(), SCORE_COLUMNS, ["estimator", "encoder", "task"]),
+    return {"scores": _frame(scores[list(SCORE_COLUMNS)].values.tolist(), SCORE_COLUMNS,
+                             ["estimator", "encoder", "task"]),
             "outcomes": _counts_as_int(_frame(outcomes[list(OUTCOME_COLUMNS)].values.tolist(), OUTCOME_COLUMNS,
                                               ["encoder", "method", "task", "seed"])),
             "not_scored": _frame(not_scored[list(NOT_SCORED_COLUMNS)].values.tolist(), NOT_SCORED_COLUMNS,

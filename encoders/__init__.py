@@ -4,8 +4,16 @@ The registry imports every encoder module of this package on first use (``ENCODE
 so importing the package, or ``encoders.cache``, loads no model code. Third-party
 encoders arrive through the entry-point group ``transferbench.encoders``.
 """
-from .base import (ENCODERS, Encoder, EncoderUnavailable, check_encoder_id, get_encoder, list_encoders,
-                   register_encoder, register_prefix)
+from .base import (
+    ENCODERS,
+    Encoder,
+    EncoderUnavailable,
+    check_encoder_id,
+    get_encoder,
+    list_encoders,
+    register_encoder,
+    register_prefix,
+)
 
 __all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "check_encoder_id", "get_encoder", "list_encoders",
            "register_encoder", "register_prefix"]

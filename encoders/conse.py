@@ -46,8 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder
 from tasks.torchvision_compat import import_open_clip, import_torchvision
+
+from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder
 
 IMAGE_SIZE = 128
 MEAN = STD = (0.5, 0.5, 0.5)

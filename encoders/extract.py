@@ -4,8 +4,8 @@
 image features of each (encoder, task, split, subsample) are computed once, in
 batches under ``torch.inference_mode`` on the chosen device (``autocast``: bf16 on
 CUDA, where DataLoader workers and pinned memory feed the GPU), with a progress bar in
-images/s, and stored in the content-addressed cache; a second call performs no forward pass. Class-prompt text features are averaged
-over the task's templates (CLIP's prompt ensemble) or use the single canonical
+images/s, and stored in the content-addressed cache; a second call performs no forward pass.
+Class-prompt text features are averaged over the task's templates (CLIP's prompt ensemble) or use the single canonical
 template of the IIMM paper (``prompts="single"``).
 
 An image-only encoder (``Encoder.has_text`` False, e.g. ``timm:``) has no text features: its

@@ -39,9 +39,9 @@ import torch
 
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName, did_you_mean
+from tasks.torchvision_compat import import_open_clip
 
 from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_builder, register_prefix
-from tasks.torchvision_compat import import_open_clip
 
 PREFIX = "open_clip:"  # the id scheme this module registers
 HF_HUB_PREFIX = "hf-hub:"

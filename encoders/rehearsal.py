@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tasks.torchvision_compat import import_open_clip
+
 from .base import Encoder, register_builder
 from .open_clip_encoder import open_clip_encoder
-from tasks.torchvision_compat import import_open_clip
 
 CONFIGS = Path(__file__).parent / "configs" / "rehearsal"
 TIMM_TRUNKS = CONFIGS / "timm_trunks.json"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.torchvision_compat import import_open_clip
+
 from .base import Encoder, register_encoder
 from .open_clip_encoder import open_clip_encoder
-from tasks.torchvision_compat import import_open_clip
 
 CONFIG = Path(__file__).parent / "configs" / "tb-smoke.json"
 ARCH = CONFIG.stem

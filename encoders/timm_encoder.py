@@ -39,10 +39,10 @@ from torch import nn
 
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName, did_you_mean
+from tasks.torchvision_compat import import_torchvision
 
 from .base import Encoder, EncoderUnavailable, file_sha256, package_versions, register_prefix
 from .open_clip_encoder import Weights, _hub_file, _local_path, _looks_like_path, _quiet, _weights
-from tasks.torchvision_compat import import_torchvision
 
 PREFIX = "timm:"  # the id scheme this module registers
 HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # timm's order on the HF hub
@@ -114,7 +114,8 @@ def _check_name(timm, spec: Spec) -> None:
         raise UnknownName(did_you_mean("timm architecture", spec.arch, timm.list_models()))
     if spec.tag and spec.name not in timm.list_pretrained(f"{spec.arch}.*"):
         tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{spec.arch}.*")]
-        raise InvalidInput(f"timm {spec.arch} has no pretrained tag {spec.tag!r}; known tags: {', '.join(tags) or 'none'}")
+        raise InvalidInput(f"timm {spec.arch} has no pretrained tag {spec.tag!r}; "
+                           f"known tags: {', '.join(tags) or 'none'}")
 
 
 def locate(spec: Spec) -> Weights:

@@ -6,8 +6,16 @@ the kernel (errors, registry, ``EmbeddingSet``) loads no scorer, scipy or scikit
 Third-party estimators arrive through the entry-point group ``transferbench.estimators`` or
 ``--plugins``.
 """
-from .base import (ESTIMATORS, Estimator, MissingNeeds, estimator_class, estimator_info,
-                   get_estimator, list_estimators, register_estimator)
+from .base import (
+    ESTIMATORS,
+    Estimator,
+    MissingNeeds,
+    estimator_class,
+    estimator_info,
+    get_estimator,
+    list_estimators,
+    register_estimator,
+)
 from .embedding_set import EmbeddingSet, l2_normalise
 from .errors import InvalidInput
 from .registry import UnknownName, import_plugin

@@ -4,8 +4,8 @@ An estimator maps the zero-shot embeddings of one encoder on one task to a float
 that should predict what fine-tuning will do. Subclasses set the metadata class
 attributes and implement ``compute(emb) -> float``; ``score`` wraps it with the
 checks every estimator needs (declared inputs present, enough samples per class,
-a finite result, enough memory for the declared ``memory_bytes``). ``__init__`` stores parameters only (scikit-learn habit) and
-randomness comes from ``random_state``.
+a finite result, enough memory for the declared ``memory_bytes``). ``__init__`` stores
+parameters only (scikit-learn habit) and randomness comes from ``random_state``.
 
 Pool-relative estimators (NCTI, ETran) are only defined across a pool of
 encoders on the same task: they set ``pool_relative = True`` and implement

@@ -56,7 +56,8 @@ def _ranking(summary: pd.DataFrame, outcome: str, seconds: pd.Series, reference:
                      f"{int(r.rank_lo)}–{int(r.rank_hi)}" if ranked else "-",
                      f"{int(r.lodo_rank_min)}–{int(r.lodo_rank_max)}" if ranked else "-",
                      "-" if not np.isfinite(r.partial) else
-                     f"{_fmt(r.partial)} {_interval(r.partial_lo, r.partial_hi)} {r.partial_positive}/{r.partial_groups}",
+                     f"{_fmt(r.partial)} {_interval(r.partial_lo, r.partial_hi)} "
+                     f"{r.partial_positive}/{r.partial_groups}",
                      _fmt(r.pearson), _fmt(r.kendall), _fmt(r.wtau),
                      f"{_fmt(r.loto_skill_median)} ({r.loto_positive}/{r.loto_groups})", versus,
                      _fmt(seconds.get(r.estimator, np.nan), 4, "")])
@@ -216,7 +217,8 @@ def scatter_png(scores: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> b
     encoders = sorted(set(data["encoder"]))
     colours = dict(zip(encoders, plt.get_cmap("tab10").colors))
     cols = 5
-    fig, axes = plt.subplots(int(np.ceil(len(names) / cols)), cols, figsize=(3.2 * cols, 2.7 * np.ceil(len(names) / cols)),
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows),
                              squeeze=False, sharey=True)
     for ax, name in zip(axes.flat, names):
         d = data[data["estimator"] == name]
@@ -273,7 +275,8 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
                   "bands and LODO ranks above summarise the same question for every row.", "",
                   _stability(summary, evaluation.stability, design), "",
                   "## Headroom: zero-shot accuracy", "", *_headroom(groups),
-                  f"## Per fine-tuning method (ρ⁺ on {RANK_BY}, mean over encoders)", "", _breakdown(groups, "method"), "",
+                  f"## Per fine-tuning method (ρ⁺ on {RANK_BY}, mean over encoders)", "",
+                  _breakdown(groups, "method"), "",
                   f"## Per encoder (ρ⁺ on {RANK_BY}, mean over methods)", "", _breakdown(groups, "group"), "",
                   "## Measured fine-tuning outcomes (over encoders, tasks and seeds)", "", _outcome_summary(outcomes),
                   "", *_noise(noise)]
@@ -288,7 +291,8 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
         write_selection_csvs(out, selection)
     parts += ["## Coverage: every registered estimator", "", _coverage(coverage), "",
               "## Estimator run time (seconds per cell, mean)", "",
-              _table([[k, _fmt(v, 4, "")] for k, v in seconds.sort_values(kind="stable").items()], ["estimator", "seconds"]),
+              _table([[k, _fmt(v, 4, "")] for k, v in seconds.sort_values(kind="stable").items()],
+                     ["estimator", "seconds"]),
               "", "## Provenance", "", _provenance(tables["provenance"], suite), "",
               "Notes: the source model of LEEP and NCE is the encoder's own zero-shot classifier over the "
               "task's class prompts, softmax(logit_scale · image @ text.T) (NCE uses its argmax); for an image-only "

@@ -84,7 +84,8 @@ def section(selection, level: str = "##") -> list[str]:
     if not selection.pooled.empty:
         lines += [f"{level}# Pooled view: one correlation over all (model, task) cells", "",
                   "Spearman correlation of score (oriented) and fine-tuned accuracy over every (model, task) cell "
-                  "of a method, with the same dataset bootstrap (Pearson r too in selection_pooled.csv). It mixes the model axis with the task axis (a score "
+                  "of a method, with the same dataset bootstrap (Pearson r too in selection_pooled.csv). It mixes "
+                  "the model axis with the task axis (a score "
                   "that only tells easy tasks from hard ones scores well here), so read it beside the per-task "
                   "tables.", "", _pooled(selection.pooled), ""]
     if not selection.skipped.empty:
@@ -169,7 +170,7 @@ def _findings(block: pd.DataFrame, design: dict) -> list[str]:
         out.append(f"No task's ranking is significant for any row: with {n} models the smallest exact permutation "
                    f"p is 1/{n}! = {1 / math.factorial(n):.2g}.")
     if not np.isfinite(block["lomo_rank_min"]).any():
-        out.append(f"LOMO ranks are undefined: leaving one model out leaves fewer than 3 on every task.")
+        out.append("LOMO ranks are undefined: leaving one model out leaves fewer than 3 on every task.")
     return [" ".join(out)] if out else []
 
 

@@ -15,8 +15,7 @@ import pytest
 import torch
 from scipy.optimize import nnls
 
-from encoders import Encoder, EncoderUnavailable, get_encoder, list_encoders
-from encoders import conse
+from encoders import Encoder, EncoderUnavailable, conse, get_encoder, list_encoders
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName
 

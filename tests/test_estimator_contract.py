@@ -7,10 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from estimators import (EmbeddingSet, InvalidInput, MissingNeeds, estimator_class, get_estimator,
-                        list_estimators)
-from tests.conftest import make_embeddings
+from estimators import EmbeddingSet, InvalidInput, MissingNeeds, estimator_class, get_estimator, list_estimators
 from estimators.base import NEEDS
+from tests.conftest import make_embeddings
 
 NAMES = list_estimators()
 

@@ -9,8 +9,16 @@ import pytest
 from scipy import stats
 
 from benchmark import evaluate as ev
-from benchmark.evaluate import (COLUMNS, STABILITY_COLUMNS, SUMMARY_COLUMNS, bootstrap_p, evaluate, holm, loto,
-                                resample_weights)
+from benchmark.evaluate import (
+    COLUMNS,
+    STABILITY_COLUMNS,
+    SUMMARY_COLUMNS,
+    bootstrap_p,
+    evaluate,
+    holm,
+    loto,
+    resample_weights,
+)
 from estimators.errors import InvalidInput
 
 UP = {"est": True, "iimm": True, "other": True, "down": False, "random": True, "twin": True}
@@ -282,7 +290,8 @@ def test_aggregate_interval_rank_band_and_lodo_by_brute_force():
     for i, name in enumerate(names):
         got = summary_row(result, name)
         assert got.rho == pytest.approx(values[i, 0], abs=1e-12)
-        assert (got.rho_lo, got.rho_hi) == pytest.approx(tuple(np.percentile(values[i, 1 + k:], [2.5, 97.5])), abs=1e-12)
+        expected = tuple(np.percentile(values[i, 1 + k:], [2.5, 97.5]))
+        assert (got.rho_lo, got.rho_hi) == pytest.approx(expected, abs=1e-12)
         assert (got.rank_lo, got.rank_hi) == (np.percentile(ranks[i, 1 + k:], 2.5, method="lower"),
                                               np.percentile(ranks[i, 1 + k:], 97.5, method="higher"))
         assert (got["rank"], got.lodo_rank_min, got.lodo_rank_max) == (

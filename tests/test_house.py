@@ -146,3 +146,11 @@ def test_the_kernel_and_the_light_packages_load_no_scorer_scipy_or_sklearn(tmp_p
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[] [] True"
+
+
+@pytest.mark.e2e
+def test_ruff_finds_nothing():
+    """Line length and import order as pyproject.toml's [tool.ruff] sets them (`ruff check .`)."""
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -57,7 +57,8 @@ def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora"),
                     size = {u: N_TEST[u] if u == t else N_OOD for u in TASKS}
                     cell = {"encoder": e, "method": m, "target": t, "seed": s,
                             "eval_tasks": [u for u in TASKS if u != t], "n_test": size, "versions": {"toy": "1.0"},
-                            "acc_zs": {u: zs[u] / size[u] for u in TASKS}, "acc_ft": {u: ft[u] / size[u] for u in TASKS}}
+                            "acc_zs": {u: zs[u] / size[u] for u in TASKS},
+                            "acc_ft": {u: ft[u] / size[u] for u in TASKS}}
                     spec = {"e": e, "m": m, "t": t, "s": s}
                     write_cell(cell_path(folder, "outcomes", f"{e}__{m}__{t}__{s}", spec), spec, cell)
                     written[e, m, t, s] = dict(zs), dict(ft)
@@ -90,7 +91,8 @@ def test_board_rebuilds_byte_for_byte_from_its_own_tables(boards, tmp_path):
 def test_outcomes_carry_exact_counts(boards):
     _, first, _, _ = boards
     outcomes = pd.read_csv(first / "outcomes.csv")
-    tied = outcomes[(outcomes.encoder == "e1") & (outcomes.method == "full") & outcomes.task.isin(["cifar10", "notmnist"])]
+    tied = outcomes[(outcomes.encoder == "e1") & (outcomes.method == "full")
+                    & outcomes.task.isin(["cifar10", "notmnist"])]
     assert list(tied.id_gain) == [0.094, 0.094]
     assert (0.534 - 0.440) != (0.182 - 0.088)  # what subtracting the stored accuracies would give
     for r in outcomes.itertuples():

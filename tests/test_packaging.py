@@ -21,5 +21,6 @@ def test_the_wheel_holds_the_package_data_and_no_result_cells(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     assert not [n for n in names if n.startswith("leaderboard/") and n.count("/") > 1]
     assert "leaderboard/render.py" in names and "benchmark/suites/mini.json" in names
-    assert len([n for n in names if n.startswith("tasks/definitions/")]) == len(list((ROOT / "tasks" / "definitions").glob("*.json")))
+    definitions = list((ROOT / "tasks" / "definitions").glob("*.json"))
+    assert len([n for n in names if n.startswith("tasks/definitions/")]) == len(definitions)
     assert "encoders/configs/tb-smoke.json" in names

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from estimators.errors import InvalidInput
 from benchmark.suites import get_suite
+from estimators.errors import InvalidInput
 from tasks import TaskUnavailable, get_task
 
 from . import paper_fakes

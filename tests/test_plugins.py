@@ -1,8 +1,8 @@
 """Third-party estimators: entry-point discovery (a fake installed distribution on sys.path,
 nothing pip-installed), a broken plugin reported and skipped, and the --plugins escape hatch."""
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap

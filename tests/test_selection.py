@@ -125,7 +125,9 @@ def test_class_subsets_of_the_target_dataset_are_left_out_of_the_static_ranker()
     clusters = {"t1": "t1", "t1_sub": "t1", "t2": "t2", "t3": "t3"}
     with_sub = select_models(zoo(acc), clusters=clusters, n_boot=50).per_task
     without = select_models(zoo(ACC), n_boot=50).per_task
-    row = lambda f: f[(f.estimator == STATIC) & (f.task == "t1")].iloc[0]["weighted_tau"]
+    def row(f):
+        return f[(f.estimator == STATIC) & (f.task == "t1")].iloc[0]["weighted_tau"]
+
     assert row(with_sub) == row(without) == pytest.approx(1.0)
 
 
@@ -140,7 +142,8 @@ def test_direction_and_summary_against_a_brute_force_mean():
         assert per.set_index("task").loc[task, "weighted_tau"] == pytest.approx(expected)
     summary = result.summary.set_index("estimator")
     assert summary.loc["down", "weighted_tau"] == pytest.approx(per["weighted_tau"].mean())
-    assert summary.loc["down", "weighted_tau_lo"] <= summary.loc["down", "weighted_tau"] <= summary.loc["down", "weighted_tau_hi"]
+    down = summary.loc["down"]
+    assert down["weighted_tau_lo"] <= down["weighted_tau"] <= down["weighted_tau_hi"]
     assert summary.loc["down", "vs_static"] == pytest.approx(
         per["weighted_tau"].mean() - summary.loc[STATIC, "weighted_tau"])
     assert set(summary.index) == {"down", STATIC, "random"}

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from encoders.attributes import ENCODER_COLUMNS, TORCHVISION_COLUMNS, encoder_attributes, torchvision_attributes, to_csv
+from encoders.attributes import ENCODER_COLUMNS, TORCHVISION_COLUMNS, encoder_attributes, to_csv, torchvision_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("TRANSFERBENCH_DATA", ROOT.parent / "shared" / "data")) / "zoo"

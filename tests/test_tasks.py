@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmark.suites import builtin_suites
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName
-from benchmark.suites import builtin_suites
 from tasks import LOADERS, TASKS, TaskUnavailable, balanced_indices, data_root, get_task, list_tasks
 from tasks.sampling import class_quotas
 from tasks.task_file import read_definitions

@@ -17,8 +17,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.finetune import (ClassPrompts, Examples, cached_image_batch, finetune, make_optimizer, seed_everything,
-                                zero_shot_logits)
+from benchmark.finetune import (
+    ClassPrompts,
+    Examples,
+    cached_image_batch,
+    finetune,
+    make_optimizer,
+    seed_everything,
+    zero_shot_logits,
+)
 from benchmark.methods import get_method, list_methods
 from benchmark.suites import get_suite
 from benchmark.tuned import backbone_trains, trainable
