@@ -10,6 +10,7 @@ group; a plugin that fails to import is reported and skipped, never fatal.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import importlib
@@ -115,6 +116,17 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         self.load_plugins()
         return name in self._entries
+
+    @contextlib.contextmanager
+    def scoped(self):
+        """``with REGISTRY.scoped():`` entries registered inside leave at the end (tests, a plugin tried
+        once); the built-ins are loaded first, so they stay."""
+        self.load_plugins()
+        before = dict(self._entries)
+        try:
+            yield self
+        finally:
+            self._entries = before
 
 
 def split_patterns(pattern: str | list[str]) -> list[str]:

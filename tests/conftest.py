@@ -32,9 +32,8 @@ def _task_registry_per_module():
     """Tasks a test module registers (a user's task file run in-process) leave with the module."""
     from tasks import TASKS
 
-    before = dict(TASKS._entries)
-    yield
-    TASKS._entries = before
+    with TASKS.scoped():
+        yield
 
 
 def make_embeddings(kind: str, n_per_class: int = 20, n_classes: int = 4, dim: int = 16,

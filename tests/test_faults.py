@@ -80,9 +80,8 @@ def plugin(tmp_path):
     """The plugin file; its estimators are unregistered afterwards so no other test sees them."""
     path = tmp_path / "fault_plugins.py"
     path.write_text(PLUGINS)
-    yield str(path)
-    for name in ("fault_ok", "fault_nan", "fault_raise", "fault_hang"):
-        ESTIMATORS._entries.pop(name, None)
+    with ESTIMATORS.scoped():
+        yield str(path)
     sys.modules.pop("transferbench_plugin_fault_plugins", None)
     run_module._plugins_loaded.discard(str(path))
 

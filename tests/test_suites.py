@@ -165,13 +165,14 @@ def test_ls_suites_reads_the_files(capsys):
     assert [rows["paper"][k] for k in ("encoders", "tasks", "n_train")] == [4, 10, 5000]
 
 
-def test_help_lists_come_from_the_registries(monkeypatch):
+def test_help_lists_come_from_the_registries():
     from benchmark.backends import BACKENDS
     from benchmark.methods import METHODS, Method
 
-    monkeypatch.setitem(METHODS._entries, "toy_method", type("Toy", (Method,), {"name": "toy_method"}))
-    monkeypatch.setitem(SUITES._entries, "toy_suite", SUITES.get("smoke"))
-    run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    with METHODS.scoped(), SUITES.scoped():
+        METHODS.register("toy_method")(type("Toy", (Method,), {}))
+        SUITES.register("toy_suite")(SUITES.get("smoke"))
+        run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     flat = " ".join(run.split())
     assert "(attention, bitfit, clip_adapter, full, linear, lora, toy_method;" in flat
     assert "a built-in suite (mini, paper, smoke, toy_suite)" in flat
@@ -179,22 +180,21 @@ def test_help_lists_come_from_the_registries(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_run_takes_any_encoder_id_and_a_task_file_on_the_command_line(tmp_path, capsys, monkeypatch):
+def test_run_takes_any_encoder_id_and_a_task_file_on_the_command_line(tmp_path, capsys):
     from tasks import TASKS
     from tests.test_user_tasks import task_file, write_folder
 
-    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))  # the task file's task stays in this test
-
-    write_folder(tmp_path / "images")
-    path = task_file(tmp_path)
-    assert main(["run", "--suite", "smoke", "--encoders", "open_clip:tb-smoke", "--tasks", f"digits,{path}",
-                 "--estimators", "iimm", "--no-finetune", "--n-jobs", "1", "--out", str(tmp_path / "out"),
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
-    cells = sorted(p.name.rsplit("__", 1)[0] for p in (tmp_path / "out" / "scores").glob("*.json"))
-    assert cells == ["open_clip-tb-smoke__colours", "open_clip-tb-smoke__digits"]
-    capsys.readouterr()
-    assert "no task of suite 'smoke' matches 'cifar*'" in _run_error(tmp_path, capsys, "--tasks", "cifar*")
-    assert "unknown encoder 'open_clp:tb-smoke'" in _run_error(tmp_path, capsys, "--encoders", "open_clp:tb-smoke")
+    with TASKS.scoped():  # the task file's task stays in this test
+        write_folder(tmp_path / "images")
+        path = task_file(tmp_path)
+        assert main(["run", "--suite", "smoke", "--encoders", "open_clip:tb-smoke", "--tasks", f"digits,{path}",
+                     "--estimators", "iimm", "--no-finetune", "--n-jobs", "1", "--out", str(tmp_path / "out"),
+                     "--cache-dir", str(tmp_path / "cache")]) == 0
+        cells = sorted(p.name.rsplit("__", 1)[0] for p in (tmp_path / "out" / "scores").glob("*.json"))
+        assert cells == ["open_clip-tb-smoke__colours", "open_clip-tb-smoke__digits"]
+        capsys.readouterr()
+        assert "no task of suite 'smoke' matches 'cifar*'" in _run_error(tmp_path, capsys, "--tasks", "cifar*")
+        assert "unknown encoder 'open_clp:tb-smoke'" in _run_error(tmp_path, capsys, "--encoders", "open_clp:tb-smoke")
 
 
 def _run_error(tmp_path, capsys, *args) -> str:
