@@ -22,7 +22,7 @@ from .errors import InvalidInput
 from .registry import Registry
 
 ESTIMATORS = Registry("estimator", entry_point_group="transferbench.estimators", package="estimators",
-                      infrastructure=("base", "common", "embedding_set", "errors", "registry"))
+                      infrastructure=("base", "checks", "common", "embedding_set", "errors", "registry"))
 register_estimator = ESTIMATORS.register
 
 NEEDS = {

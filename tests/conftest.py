@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from estimators import EmbeddingSet
+from estimators.checks import synthetic
 
 # The offline datasets live in ../shared/data beside the clone (CI has them there); tests read
 # them unless the caller points TRANSFERBENCH_DATA elsewhere. No test may reach a model hub.
@@ -36,22 +36,7 @@ def _task_registry_per_module():
         yield
 
 
-def make_embeddings(kind: str, n_per_class: int = 20, n_classes: int = 4, dim: int = 16,
-                    seed: int = 0, **meta) -> EmbeddingSet:
-    """``separable``: tight clusters around orthogonal class centres, class prompts at the centres.
-    ``noise``: isotropic features unrelated to the labels, same prompts.
-    ``overlapping``: clusters whose spread swamps the distance between centres."""
-    rng = np.random.default_rng(seed)
-    centres = np.linalg.qr(rng.normal(size=(dim, n_classes)))[0].T
-    labels = np.repeat(np.arange(n_classes), n_per_class)
-    spread = {"separable": 0.1, "overlapping": 2.0, "noise": None}[kind]
-    if spread is None:
-        image = rng.normal(size=(labels.size, dim))
-    else:
-        image = centres[labels] + spread * rng.normal(size=(labels.size, dim)) / np.sqrt(dim)
-    text = centres + 0.05 * rng.normal(size=centres.shape)
-    return EmbeddingSet.create(image, labels, text=text, logit_scale=50.0,
-                               meta={"encoder": f"synthetic-{kind}", "task": "toy", "split": "train", **meta})
+make_embeddings = synthetic  # the contract's synthetic EmbeddingSets (estimators.checks)
 
 
 @pytest.fixture(scope="session")

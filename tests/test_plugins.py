@@ -116,3 +116,22 @@ def test_contract_suite_runs_on_plugins(site, name):
     assert result.returncode == 0, result.stdout[-2000:]
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) >= 8, result.stdout[-2000:]
+
+
+def test_the_readmes_contract_snippet_checks_its_example(monkeypatch):
+    """The README's check_estimator / parametrize_with_checks snippet, run as written on its example."""
+    import types
+
+    from estimators import ESTIMATORS
+
+    section = (ROOT / "README.md").read_text().split("## Add an estimator", 1)[1].split("\n## ", 1)[0]
+    example, snippet = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    assert "check_estimator(" in snippet and "parametrize_with_checks(" in snippet
+    with ESTIMATORS.scoped():
+        module = types.ModuleType("my_estimators")
+        monkeypatch.setitem(sys.modules, "my_estimators", module)
+        exec(example, module.__dict__)
+        namespace: dict = {}
+        exec(snippet, namespace)  # check_estimator("fisher_ratio") passes, the decorator builds its cases
+        cases = namespace["test_contract"].pytestmark[0].args[1]
+        assert {check.__name__ for _, check in cases} >= {"check_metadata", "check_invariant_to_sample_order"}

@@ -180,8 +180,7 @@ def test_a_broken_image_folder_is_one_line_and_status_2(tmp_path, capsys, damage
 def test_the_readme_shows_these_files():
     """Once the README has the walk-through, its JSON blocks are these files, character for character."""
     readme = (ROOT / "README.md").read_text()
-    if "## Your models on your data" not in readme:
-        pytest.skip("the README has no walk-through section yet")
+    assert "## Your models on your data" in readme, "the README's walk-through heading was renamed or removed"
     section = readme.split("## Your models on your data", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```json\n(.*?)```", section, flags=re.S)
     assert blocks == list(FILES.values())
