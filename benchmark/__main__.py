@@ -1,7 +1,7 @@
 import signal
 import sys
 
-from .cli import main
+from benchmark.cli import main
 
 status = main()
 # Every result is written; what is left is the workers' shutdown, which a signal would only garble.

@@ -128,7 +128,7 @@ def _available_ram() -> float:
 
 def cost_report(suite, n_score: int, methods: list[str], n_encoders: int) -> list[str]:
     """The run's cost from measured per-cell figures, else the work it implies (images through an encoder)."""
-    from .suites import SUITES, get_suite
+    from benchmark.suites import SUITES, get_suite
 
     per_ft = n_score * len(suite.seeds)
     builtin = suite.name in SUITES and suite == get_suite(suite.name)  # not a user's file of the same name
@@ -137,9 +137,8 @@ def cost_report(suite, n_score: int, methods: list[str], n_encoders: int) -> lis
         seconds = n_score * measured["score"] + sum(per_ft * measured[m] for m in methods)
         return [f"cost: about {seconds / measured['workers'] / 60:.0f} min with {measured['workers']} cells side by "
                 f"side (estimate from per-cell figures measured on {measured['where']})"]
+    from benchmark.finetune.methods import METHODS
     from tasks import get_task
-
-    from .methods import METHODS
 
     lines = [f"cost: not measured for suite {suite.name!r} on any device; the work it implies:"]
     tasks = [get_task(t) for t in suite.tasks]
@@ -235,10 +234,9 @@ def data_rows(suite, data_root, refetch: str) -> tuple[list[str], list[Missing]]
 
 
 def main_check(args) -> int:
+    from benchmark.run import narrow, plan
+    from benchmark.suites import get_suite
     from tasks import data_root
-
-    from .run import narrow, plan
-    from .suites import get_suite
 
     start = time.perf_counter()
     suite = narrow(get_suite(args.suite))  # an unknown encoder id is bad input here, as in `run`

@@ -12,11 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from benchmark.finetune.methods import METHODS
+from benchmark.store.backends import BACKENDS
+from benchmark.suites import SUITES
 from estimators import ESTIMATORS, InvalidInput, estimator_info, import_plugin
-
-from .backends import BACKENDS
-from .methods import METHODS
-from .suites import SUITES
 
 EXAMPLES = """\
 examples:
@@ -273,8 +272,8 @@ def _select_estimators(pattern: str) -> list[str]:
 def cmd_score(args) -> int:
     from tabulate import tabulate
 
-    from .embeddings_file import load_npz
-    from .scoring import score_all
+    from benchmark.scoring import score_all
+    from benchmark.store.embeddings_file import load_npz
 
     names = _select_estimators(args.estimators)
     embs = {path: load_npz(path) for path in args.embeddings}
@@ -326,9 +325,8 @@ def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
             [{"encoder": f"{prefix}...", "description": first_line(build)} for prefix, build in PREFIXES.items()
              if pattern == "*"], ENCODERS.plugin_errors
     if what == "tasks":
+        from benchmark.suites import builtin_suites
         from tasks import TASKS
-
-        from .suites import builtin_suites
 
         members = {name: set(suite.tasks) for name, suite in builtin_suites().items()}
         return [{"task": t.id, "classes": t.n_classes, "train": t.splits.get("train"), "test": t.splits.get("test"),
@@ -337,7 +335,7 @@ def _registry_rows(what: str, pattern: str) -> tuple[list[dict], list[str]]:
     if what == "methods":
         return [{"method": n, "acts on": METHODS.get(n).acts_on, "description": METHODS.get(n).description}
                 for n in METHODS.select(pattern)], METHODS.plugin_errors
-    from .suites import get_suite
+    from benchmark.suites import get_suite
 
     return [{"suite": s.name, "encoders": len(s.encoders), "tasks": len(s.tasks), "methods": len(s.methods),
              "seeds": len(s.seeds), "n_train": s.n_train, "description": s.description}
@@ -362,7 +360,7 @@ def cmd_ls(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .run import main_run
+    from benchmark.run import main_run
 
     return main_run(args)
 
@@ -381,13 +379,12 @@ def _writable_cache(cache_dir) -> None:
 
 
 def cmd_finetune(args) -> int:
+    from benchmark.evaluation.deltas import cell_deltas
+    from benchmark.finetune.outcomes import run_outcome
+    from benchmark.store.validate import at_least, check_device
+    from benchmark.suites import get_suite
     from encoders import check_encoder_id
     from encoders.cache import ensure_writable
-
-    from .deltas import cell_deltas
-    from .outcomes import run_outcome
-    from .suites import get_suite
-    from .validate import at_least, check_device
 
     suite = get_suite(args.suite)
     task = _task_id(args.task)
@@ -410,9 +407,8 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    from benchmark.evaluation.board import build, build_selection
     from encoders.cache import ensure_writable
-
-    from .board import build, build_selection
 
     if args.accuracies is not None:
         if args.protocol == "tasks":
@@ -452,12 +448,11 @@ def _print_selection(selection) -> None:
 def cmd_embed(args) -> int:
     import time
 
+    from benchmark.store.validate import at_least, check_device
     from encoders import get_encoder
     from encoders.extract import embed
     from estimators.zero_shot_acc import zero_shot_accuracy
     from tasks import get_task
-
-    from .validate import at_least, check_device
 
     task = get_task(_task_id(args.task))
     at_least("--n", args.n, 1)
@@ -477,12 +472,11 @@ def cmd_embed(args) -> int:
 
 
 def cmd_select(args) -> int:
+    from benchmark.recommend import format_report, select_encoders
+    from benchmark.store.validate import at_least, check_device
     from encoders import check_encoder_id
     from encoders.cache import atomic_write_bytes
     from tasks import get_task
-
-    from .recommend import format_report, select_encoders
-    from .validate import at_least, check_device
 
     task = get_task(_task_id(args.task))
     encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
@@ -505,7 +499,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .check import main_check
+    from benchmark.check import main_check
 
     return main_check(args)
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.evaluation.models_protocol import STATIC, THRESHOLD
+from benchmark.evaluation.rank_stats import null_band
+from benchmark.scoring import score_all
 from estimators import ESTIMATORS, InvalidInput
-
-from .scoring import score_all
-from .selection import STATIC, THRESHOLD
-from .selection_stats import null_band
 
 NEED_MORE = 0.10  # a null band at or above this: the zoo is too small for one ranking to mean much
 

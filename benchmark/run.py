@@ -5,12 +5,12 @@
    pool-relative estimators (NCTI) once per task across encoders (``OUT/pool_scores/``);
 2. outcome cells (encoder x method x task x seed): fine-tune and measure in-domain gain and
    out-of-domain change on the suite's other tasks (``OUT/outcomes/``);
-3. the leaderboard over everything in ``OUT`` (``benchmark.board``: ``OUT/leaderboard.md``, CSVs, plots).
+3. the leaderboard over everything in ``OUT`` (``benchmark.evaluation.board``: ``OUT/leaderboard.md``, CSVs, plots).
 
 One result file per cell; a rerun skips the cells whose files exist, so an interrupted
 run loses at most the cells in flight, and recomputes a damaged file (reported by path).
 An estimator that fails on a cell is recorded in the cell's ``failed`` with a one-line
-reason; every other score is kept. Cells run through ``benchmark.backends`` (joblib or
+reason; every other score is kept. Cells run through ``benchmark.store.backends`` (joblib or
 Dask) and carry what a worker needs: the resolved data root and cache dir, the plugins.
 """
 from __future__ import annotations
@@ -25,17 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.finetune.methods import METHODS
+from benchmark.scoring import score_all
+from benchmark.store.backends import run_cells
+from benchmark.store.results import cell_path, read_cell, write_cell
+from benchmark.suites import Suite, get_suite, with_entries
 from encoders import check_encoder_id
 from estimators import ESTIMATORS, InvalidInput, estimator_class, import_plugin
 from estimators.registry import split_patterns
 from estimators.zero_shot_acc import zero_shot_accuracy
 from tasks import data_key, get_task, read_task_file, register_task
-
-from .backends import run_cells
-from .methods import METHODS
-from .results import cell_path, read_cell, write_cell
-from .scoring import score_all
-from .suites import Suite, get_suite, with_entries
 
 
 @dataclass(frozen=True)
@@ -287,8 +286,8 @@ class OutcomeCell:
 def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -> dict:
     """One fine-tuning cell's record; a method that does not apply to the encoder (``NotApplicable``:
     e.g. clip_adapter on an image-only encoder) gives ``{"not_applicable": reason}`` and no file."""
-    from .methods import NotApplicable
-    from .outcomes import run_outcome
+    from benchmark.finetune.methods import NotApplicable
+    from benchmark.finetune.outcomes import run_outcome
 
     prepare_worker(ctx)
     try:
@@ -300,7 +299,7 @@ def outcome_cell(ctx: Context, eval_tasks: tuple[str, ...], cell: OutcomeCell) -
 
 def run_outcomes(ctx: Context, cells: list[OutcomeCell], eval_tasks: tuple[str, ...], n_jobs: int = 1,
                  backend: str = "loky", scheduler: str | None = None, log=print) -> list[dict]:
-    from .outcomes import outcome_path
+    from benchmark.finetune.outcomes import outcome_path
 
     stored = stored_records(cells, lambda c: outcome_path(ctx.out, c.encoder, c.method, c.task, c.seed, eval_tasks,
                                                           ctx.suite.finetune))
@@ -361,11 +360,10 @@ def parse_seeds(text: str | None, suite: Suite) -> tuple[int, ...]:
 def main_run(args) -> int:
     import os
 
+    from benchmark.evaluation.board import build
+    from benchmark.store.validate import at_least, check_device
     from encoders.cache import ArrayCache, atomic_write_bytes, cache_root, ensure_writable
     from tasks.task import data_root
-
-    from .board import build
-    from .validate import at_least, check_device
 
     log = functools.partial(print, file=sys.stderr)
     methods = "*" if args.methods in ("all", "") else args.methods

@@ -5,7 +5,7 @@ so ``Conv2d -> BatchNorm`` equals one ``Conv2d`` with weight ``W * s`` and bias
 ``(c - mean) * s + b``, ``s = w / sqrt(var + eps)``: the same function up to float rounding
 (unit embeddings of the ConSE towers agree to ~3e-7), and on one CPU thread the EfficientNet-Lite
 towers run ~1.45x faster (BatchNorm was a quarter of their inference time).
-``benchmark.finetune.accuracy`` evaluates a fine-tuned image tower through a folded copy;
+``benchmark.finetune.loop.accuracy`` evaluates a fine-tuned image tower through a folded copy;
 training never sees it (there the BatchNorm affine parameters may train).
 
 Only pairs whose data flow is known are folded: consecutive ``Conv2d`` / BatchNorm children of

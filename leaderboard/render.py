@@ -1,6 +1,6 @@
 """Render the leaderboard: a markdown page, CSVs of every number and scatter plots.
 
-It renders the frames it is given (``benchmark.board.build`` reads the tables and evaluates them)
+It renders the frames it is given (``benchmark.evaluation.board.build`` reads the tables and evaluates them)
 and imports nothing from ``benchmark``. Same inputs, byte-identical files: no wall-clock time is
 written (the date is the newest result's), tables are sorted, and PNGs carry no metadata.
 """
@@ -250,12 +250,12 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
     into ``out``; return the page's path.
 
     ``tables``: ``scores``, ``outcomes`` (deltas as floats) and ``provenance`` of a board;
-    ``evaluation``: ``benchmark.evaluate``'s result on them (None without scores or outcomes);
-    ``noise``: ``benchmark.noise.seed_noise`` of the outcomes;
-    ``coverage``: one row per estimator (``benchmark.tables.coverage``); ``missing``: what a full
+    ``evaluation``: ``benchmark.evaluation.tasks_protocol``'s result on them (None without scores or outcomes);
+    ``noise``: ``benchmark.evaluation.noise.seed_noise`` of the outcomes;
+    ``coverage``: one row per estimator (``benchmark.evaluation.tables.coverage``); ``missing``: what a full
     grid lacks; ``baselines``, ``min_n``: the evaluator's baseline names and smallest group;
-    ``selection``: ``benchmark.selection.select_models``'s result (the ``models`` protocol), rendered as
-    its own section and CSVs (``leaderboard.selection``) when given."""
+    ``selection``: ``benchmark.evaluation.models_protocol.select_models``'s result (the ``models``
+    protocol), rendered as its own section and CSVs (``leaderboard.selection``) when given."""
     out = Path(out)
     scores, outcomes = tables["scores"], tables["outcomes"]
     seconds = scores.groupby("estimator")["seconds"].mean()

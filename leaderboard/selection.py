@@ -1,5 +1,5 @@
 """Render the ``models`` protocol (model selection): a markdown section and its CSVs, from the frames of
-``benchmark.selection.select_models`` (``per_task``, ``summary``, ``pooled``, ``skipped``, ``design``).
+``benchmark.evaluation.models_protocol.select_models`` (``per_task``, ``summary``, ``pooled``, ``skipped``, ``design``).
 
 Its prose is generated from those numbers: the static ranker's mean, which rows beat it, whether the
 top of a table can be told apart, and the null band of a random score at the zoo's size.
@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from encoders.cache import atomic_write_bytes
 
-STATIC = "other_tasks_acc"  # benchmark.selection.STATIC: the row every other row is compared with
+STATIC = "other_tasks_acc"  # benchmark.evaluation.models_protocol.STATIC: the row every other row is compared with
 FILES = ("selection", "selection_summary", "selection_pooled", "selection_skipped")
 
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmark.backends import run_cells
+from benchmark.store.backends import run_cells
 from estimators import InvalidInput
 
 

@@ -1,4 +1,4 @@
-"""benchmark.evaluate against hand-computed values, scipy, and brute-force recomputations."""
+"""benchmark.evaluation.tasks_protocol against hand-computed values, scipy, and brute-force recomputations."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark import evaluate as ev
-from benchmark.evaluate import (
+from benchmark.evaluation import tasks_protocol as ev
+from benchmark.evaluation.tasks_protocol import (
     COLUMNS,
     STABILITY_COLUMNS,
     SUMMARY_COLUMNS,

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from benchmark import run as run_module
-from benchmark.backends import run_cells
 from benchmark.cli import main
-from benchmark.results import read_all
 from benchmark.scoring import score_all
+from benchmark.store.backends import run_cells
+from benchmark.store.results import read_all
 from estimators import ESTIMATORS, InvalidInput, get_estimator
 from tests.conftest import make_embeddings
 
@@ -264,7 +264,7 @@ def test_loky_workers_die_with_a_killed_parent(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from benchmark.backends import run_cells
+        from benchmark.store.backends import run_cells
 
         def hold(i):
             open(os.path.join(sys.argv[1], f"{{os.getpid()}}.pid"), "w").close()

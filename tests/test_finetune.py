@@ -23,13 +23,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.deltas import cell_deltas, deltas
-from benchmark.finetune import Examples, finetune, seed_everything
-from benchmark.finetune_config import FinetuneConfig
-from benchmark.methods import get_method, list_methods
-from benchmark.outcomes import outcome_path, run_outcome
+from benchmark.evaluation.deltas import cell_deltas, deltas
+from benchmark.finetune.loop import Examples, finetune, seed_everything
+from benchmark.finetune.methods import get_method, list_methods
+from benchmark.finetune.outcomes import outcome_path, run_outcome
+from benchmark.finetune.settings import FinetuneConfig
+from benchmark.finetune.tuned import ResidualAdapter, trainable_counts
 from benchmark.suites import get_suite
-from benchmark.tuned import ResidualAdapter, trainable_counts
 from encoders import Encoder, get_encoder
 from encoders.extract import encode_images
 from estimators.embedding_set import l2_normalise
@@ -255,7 +255,7 @@ KILLED_CELL = textwrap.dedent("""
     import dataclasses
     import sys
 
-    import benchmark.outcomes as outcomes
+    import benchmark.finetune.outcomes as outcomes
     from benchmark.suites import get_suite
 
     SMOKE = get_suite("smoke").finetune

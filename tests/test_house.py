@@ -14,13 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("estimators", "tasks", "encoders", "benchmark", "leaderboard")
 #: The command layer drives the grid and builds the board: it may import every package.
-COMMANDS = {"benchmark.__main__", "benchmark.board", "benchmark.cli", "benchmark.check", "benchmark.run"}
+COMMANDS = {"benchmark.__main__", "benchmark.evaluation.board", "benchmark.cli", "benchmark.check", "benchmark.run"}
 #: Upstream to downstream (DESIGN.md, "Data flow"): a module imports only its own layer or those before it.
 LAYERS = ("estimators", "tasks", "encoders", "benchmark", "leaderboard", "commands")
 #: The modules that build or train models, the only ones whose import loads torch.
 TORCH = {"encoders.conse", "encoders.fold", "encoders.open_clip_encoder", "encoders.rehearsal", "encoders.smoke",
-         "encoders.timm_encoder", "benchmark.finetune",
-         "benchmark.outcomes", "benchmark.tuned"}
+         "encoders.timm_encoder", "benchmark.finetune.loop",
+         "benchmark.finetune.outcomes", "benchmark.finetune.tuned"}
 TORCH_ROOTS = {"torch", "torchvision", "open_clip", "timm", "transformers"}
 
 

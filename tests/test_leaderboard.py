@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.board import build
 from benchmark.cli import main
-from benchmark.results import cell_path, write_cell
-from benchmark.tables import read_tables
+from benchmark.evaluation.board import build
+from benchmark.evaluation.tables import read_tables
+from benchmark.store.results import cell_path, write_cell
 from estimators import InvalidInput, list_estimators
 from tasks import get_task
 
@@ -242,7 +242,7 @@ def test_one_seed_leaves_the_seed_noise_unmeasured(boards):
 
 
 def test_exact_deltas_of_a_cell():
-    from benchmark.deltas import cell_deltas, exact_deltas
+    from benchmark.evaluation.deltas import cell_deltas, exact_deltas
 
     cell = {"encoder": "e", "method": "full", "target": "cifar10", "seed": 0,
             "acc_zs": {"cifar10": 0.44, "cifar10_animals": 0.3, "mnist": 0.5, "digits": 0.08},

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.finetune import Examples, finetune, seed_everything
-from benchmark.finetune_config import GENERIC
-from benchmark.methods import get_method, list_methods
+from benchmark.finetune.loop import Examples, finetune, seed_everything
+from benchmark.finetune.methods import get_method, list_methods
+from benchmark.finetune.settings import GENERIC
+from benchmark.finetune.tuned import trainable, trainable_counts
 from benchmark.suites import get_suite
-from benchmark.tuned import trainable, trainable_counts
 from encoders import get_encoder
 from encoders.extract import encode_images
 from estimators.embedding_set import l2_normalise

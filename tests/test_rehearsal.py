@@ -23,12 +23,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.finetune import Examples, finetune, seed_everything, zero_shot_logits
-from benchmark.methods import get_method
-from benchmark.outcomes import run_outcome
+from benchmark.finetune.loop import Examples, finetune, seed_everything, zero_shot_logits
+from benchmark.finetune.methods import get_method
+from benchmark.finetune.outcomes import run_outcome
+from benchmark.finetune.tuned import trainable, trainable_counts
 from benchmark.scoring import score_all
 from benchmark.suites import get_suite
-from benchmark.tuned import trainable, trainable_counts
 from encoders import get_encoder
 from encoders.extract import embed
 from encoders.rehearsal import REHEARSAL, TIMM_TRUNKS, register_configs, rehearsal_encoder

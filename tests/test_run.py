@@ -5,7 +5,7 @@ import json
 import pytest
 
 from benchmark.cli import main
-from benchmark.results import read_all
+from benchmark.store.results import read_all
 
 pytestmark = pytest.mark.e2e  # end to end: `pytest -m 'not e2e'` is the inner loop
 

@@ -1,4 +1,4 @@
-"""The ``models`` protocol (benchmark.selection, benchmark.selection_stats) against scipy, hand
+"""The ``models`` protocol (benchmark.evaluation.models_protocol, benchmark.evaluation.rank_stats) against scipy, hand
 enumerations and formulas worked by hand on small tables."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.selection import STATIC, grid_accuracies, select_models, task_statistics
-from benchmark.selection_stats import null_band, permutation_p, top1, weighted_tau
+from benchmark.evaluation.models_protocol import STATIC, grid_accuracies, select_models, task_statistics
+from benchmark.evaluation.rank_stats import null_band, permutation_p, top1, weighted_tau
 from estimators.errors import InvalidInput
 
 

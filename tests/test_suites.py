@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import build_parser, main
-from benchmark.outcomes import outcome_path
-from benchmark.results import cell_path
+from benchmark.finetune.outcomes import outcome_path
 from benchmark.run import Context, plan, pool_spec, score_path
+from benchmark.store.results import cell_path
 from benchmark.suites import SUITES, get_suite
 from encoders.cache import spec_key
 from encoders.extract import cache_spec
@@ -166,8 +166,8 @@ def test_ls_suites_reads_the_files(capsys):
 
 
 def test_help_lists_come_from_the_registries():
-    from benchmark.backends import BACKENDS
-    from benchmark.methods import METHODS, Method
+    from benchmark.finetune.methods import METHODS, Method
+    from benchmark.store.backends import BACKENDS
 
     with METHODS.scoped(), SUITES.scoped():
         METHODS.register("toy_method")(type("Toy", (Method,), {}))

@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.deltas import exact_deltas
-from benchmark.finetune import Examples, finetune, seed_everything
-from benchmark.methods import NotApplicable, get_method, list_methods
-from benchmark.outcomes import run_outcome
-from benchmark.results import read_cell
+from benchmark.evaluation.deltas import exact_deltas
+from benchmark.finetune.loop import Examples, finetune, seed_everything
+from benchmark.finetune.methods import NotApplicable, get_method, list_methods
+from benchmark.finetune.outcomes import run_outcome
+from benchmark.finetune.tuned import trainable
 from benchmark.scoring import score_all
+from benchmark.store.results import read_cell
 from benchmark.suites import get_suite
-from benchmark.tuned import trainable
 from encoders import EncoderUnavailable, get_encoder
 from encoders.cache import ArrayCache
 from encoders.extract import cache_spec, embed

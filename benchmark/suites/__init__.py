@@ -29,13 +29,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark.finetune.methods import METHODS
+from benchmark.finetune.settings import GENERIC, BadSetting, FinetuneConfig
 from encoders.extract import PROMPT_MODES
 from estimators.errors import InvalidInput
 from estimators.registry import NAME, Registry, UnknownName
 from tasks import Task, get_task, read_task_file, register_task, user_file
-
-from ..finetune_config import GENERIC, BadSetting, FinetuneConfig
-from ..methods import METHODS
 
 KEYS = ("name", "description", "notes", "encoders", "tasks", "methods", "seeds", "n_train", "n_test", "prompts",
         "finetune")

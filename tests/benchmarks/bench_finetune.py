@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.finetune import (
+from benchmark.finetune.loop import (
     ClassPrompts,
     Examples,
     cached_image_batch,
@@ -26,9 +26,9 @@ from benchmark.finetune import (
     seed_everything,
     zero_shot_logits,
 )
-from benchmark.methods import get_method, list_methods
+from benchmark.finetune.methods import get_method, list_methods
+from benchmark.finetune.tuned import backbone_trains, trainable
 from benchmark.suites import get_suite
-from benchmark.tuned import backbone_trains, trainable
 from encoders import get_encoder
 from encoders.extract import embed, pixel_batches
 from tasks import get_task

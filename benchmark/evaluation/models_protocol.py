@@ -10,7 +10,7 @@ Inputs:
   ImageNet accuracy), each ranked as a static baseline.
 
 Per (method, task, estimator), over the task's models (at least ``MIN_MODELS``; fewer: skipped with the
-reason), with the score taken in the estimator's declared direction (``benchmark.selection_stats``):
+reason), with the score taken in the estimator's declared direction (``benchmark.evaluation.rank_stats``):
 weighted tau (``scipy.stats.weightedtau`` defaults), Kendall tau-b and Pearson r of score and
 accuracy, rel@1 and regret@1 of the top-scored model, the one-sided permutation p-value of weighted
 tau (exact up to 8 models, else Monte Carlo with its standard error) and the null band: the chance
@@ -23,7 +23,7 @@ target and its class-subset siblings are left out), every column of ``attributes
 estimators flagged as baselines (``zero_shot_acc`` among them).
 
 Aggregates, per (method, estimator): the mean of each statistic over tasks, with 95% percentile
-intervals from a bootstrap that resamples datasets (``benchmark.evaluate.resample_weights``: class-
+intervals from a bootstrap that resamples datasets (``benchmark.evaluation.tasks_protocol.resample_weights``: class-
 subset tasks go with their dataset); ``rank`` by mean weighted tau with its band over the resamples;
 ``lomo_rank_min/max``, the best and worst rank when one model is left out of every task; and
 ``vs_static``, the paired difference of mean weighted tau to ``other_tasks_acc`` on their common
@@ -43,10 +43,18 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
+from benchmark.evaluation.rank_stats import MC_DRAWS, null_band, permutation_p, top1, weighted_tau
+from benchmark.evaluation.tasks_protocol import (
+    BASELINES,
+    N_BOOT,
+    _pearson,
+    _spearman,
+    bootstrap_p,
+    exact_mean,
+    resample_weights,
+    task_clusters,
+)
 from estimators.errors import InvalidInput
-
-from .evaluate import BASELINES, N_BOOT, _pearson, _spearman, bootstrap_p, exact_mean, resample_weights, task_clusters
-from .selection_stats import MC_DRAWS, null_band, permutation_p, top1, weighted_tau
 
 MIN_MODELS = 3
 STATIC = "other_tasks_acc"
@@ -83,7 +91,8 @@ def select_models(accuracies: pd.DataFrame, scores: pd.DataFrame | None = None,
                   seed: int = 0, draws: int = MC_DRAWS, with_pooled: bool = False) -> Selection:
     """The ``models`` protocol on these tables (see the module docstring). ``directions``: estimator ->
     higher_is_better for the estimators in ``scores`` (every one needs an entry); ``clusters``: task ->
-    dataset (default ``benchmark.evaluate.task_clusters``). Deterministic for the same inputs and seed."""
+    dataset (default ``benchmark.evaluation.tasks_protocol.task_clusters``). Deterministic for the same
+    inputs and seed."""
     acc = _accuracies(accuracies)
     scores = _scores(scores)
     directions = dict(directions or {})

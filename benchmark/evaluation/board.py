@@ -8,23 +8,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.evaluation.models_protocol import (
+    checked_attributes,
+    directions_of,
+    grid_accuracies,
+    read_table,
+    select_models,
+    split_directions,
+)
+from benchmark.evaluation.noise import seed_noise
+from benchmark.evaluation.tables import EXACT, collect, completeness, coverage, read_tables, write_tables
+from benchmark.evaluation.tasks_protocol import BASELINES, MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
 from encoders.cache import atomic_write_bytes
 from estimators import estimator_class, list_estimators
 from estimators.errors import InvalidInput
 from leaderboard import render
 from leaderboard.selection import render_selection
 
-from .evaluate import BASELINES, MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
-from .noise import seed_noise
-from .selection import checked_attributes, directions_of, grid_accuracies, read_table, select_models, split_directions
-from .tables import EXACT, collect, completeness, coverage, read_tables, write_tables
-
 PROTOCOLS = ("all", "tasks", "models")
 
 
 def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
           from_tables: bool = False, protocol: str = "all", models: Path | None = None) -> dict:
-    """Write the board into ``out`` (``leaderboard.render`` and ``benchmark.tables.write_tables``).
+    """Write the board into ``out`` (``leaderboard.render`` and ``benchmark.evaluation.tables.write_tables``).
     ``source``: a results folder of cells, or with ``from_tables`` a board folder. ``protocol``: ``tasks``
     (per encoder, across tasks), ``models`` (per task, across encoders, with the pooled view) or ``all``;
     ``models``: an optional CSV of model attributes (``model`` + numeric columns, e.g. parameter count)

@@ -6,7 +6,7 @@ the estimators score), then fine-tuned accuracy on the target's test sample and 
 other task of the suite (class-balanced ``n_ood`` subsets of their cached ``n_test``
 samples, so no image is embedded twice). Accuracy is zero-shot style before and
 after (argmax over class-prompt logits, IIMM ``test.py``). The deltas (``id_gain``,
-``id_gain_norm``, ``ood_change``) are ``benchmark.deltas``'.
+``id_gain_norm``, ``ood_change``) are ``benchmark.evaluation.deltas``'.
 
 A linear head (the ``linear`` method; every method on an image-only encoder) gives the
 fine-tuned accuracy on the target; a dual encoder's other tasks are still classified by its
@@ -15,7 +15,7 @@ the other tasks' classes: those accuracies are stored as null, so its cells carr
 target accuracy (``acc_ft``) and no delta (``id_gain``, ``ood_change``: None), and the delta
 tables leave them out rather than invent a zero-shot baseline.
 
-One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.results``: named by the
+One JSON file per cell under ``OUT/outcomes/`` via ``benchmark.store.results``: named by the
 cell, content-addressed by its spec (everything that changes the result), written
 atomically, and skipped when it exists, so a killed run resumes cell by cell.
 
@@ -50,15 +50,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.evaluation.deltas import deltas, same_dataset
+from benchmark.finetune.loop import ENGINE_VERSION, Examples, accuracy, evaluation_view, finetune, seed_everything
+from benchmark.finetune.methods import get_method
+from benchmark.finetune.settings import FinetuneConfig
+from benchmark.finetune.tuned import backbone_trains
+from benchmark.store.results import cell_path, read_cell, write_cell
 from estimators.zero_shot_acc import zero_shot_accuracy
 from tasks import balanced_indices, get_task
-
-from .deltas import deltas, same_dataset
-from .finetune import ENGINE_VERSION, Examples, accuracy, evaluation_view, finetune, seed_everything
-from .finetune_config import FinetuneConfig
-from .methods import get_method
-from .results import cell_path, read_cell, write_cell
-from .tuned import backbone_trains
 
 KIND = "outcomes"
 

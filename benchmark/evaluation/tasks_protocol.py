@@ -5,7 +5,7 @@ The evaluator sees only tables, never torch:
 - ``scores``: ``encoder, task, estimator, score`` (one zero-shot score per encoder x task x estimator);
 - ``outcomes``: ``encoder, method, task, seed, id_gain, id_gain_norm, ood_change`` and optionally
   ``acc_zs`` (the target's zero-shot test accuracy), one row per fine-tuning cell. Values may be
-  ``fractions.Fraction`` (exact: ``benchmark.outcomes.exact_deltas``) or floats (taken at their exact
+  ``fractions.Fraction`` (exact: ``benchmark.finetune.outcomes.exact_deltas``) or floats (taken at their exact
   binary value). Seeds are averaged exactly, then each mean becomes its nearest double, so deltas that
   are equal as fractions (0.534 - 0.440 and 0.182 - 0.088) tie exactly in every rank statistic.
 

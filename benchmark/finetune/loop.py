@@ -40,13 +40,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark.finetune.settings import FinetuneConfig
+from benchmark.finetune.tuned import TunedEncoder, backbone_trains, trainable, trainable_counts
 from encoders.extract import autocast, encode_images, pixel_batches, templates_for
 from encoders.fold import folded_visual
 from estimators.errors import InvalidInput
 from tasks import balanced_indices
-
-from .finetune_config import FinetuneConfig
-from .tuned import TunedEncoder, backbone_trains, trainable, trainable_counts
 
 ENGINE_VERSION = 1
 

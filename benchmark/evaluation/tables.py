@@ -1,5 +1,5 @@
 """The evaluator's tables, from a results folder (the cells) or from a board folder (its CSVs),
-and the board folder's own tables (``write_tables``); ``benchmark.board`` builds the board from them.
+and the board folder's own tables (``write_tables``); ``benchmark.evaluation.board`` builds the board from them.
 
 A board folder holds everything needed to rebuild its board exactly, without the cells:
 
@@ -26,10 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.evaluation.deltas import exact_deltas, exact_fraction
+from benchmark.store.results import read_all
 from estimators import InvalidInput
-
-from .deltas import exact_deltas, exact_fraction
-from .results import read_all
 
 SCORE_COLUMNS = ("encoder", "task", "estimator", "score", "seconds")
 OUTCOME_COLUMNS = ("encoder", "method", "task", "seed", "n_test", "correct_zs", "correct_ft", "acc_zs",

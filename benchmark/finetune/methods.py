@@ -1,6 +1,6 @@
 """Fine-tuning methods: which parameters of an encoder train, and the modules they add.
 
-A method turns an ``Encoder`` into a ``benchmark.tuned.TunedEncoder`` (its backbone ``model``
+A method turns an ``Encoder`` into a ``benchmark.finetune.tuned.TunedEncoder`` (its backbone ``model``
 plus an image and a text head on the embeddings, identity unless the method adds one) whose
 parameters with ``requires_grad`` are exactly the ones it trains. The five methods of the IIMM paper
 (arXiv 2407.15731, code github.com/mit-ll/IIMM ``models/``), all acting on both towers:
@@ -26,7 +26,7 @@ parameters with ``requires_grad`` are exactly the ones it trains. The five metho
   the final ReLU makes an exactly-neutral init untrainable (its gradient is 0 where its
   output is 0), so unlike LoRA the adapter moves the embeddings at step 0.
 
-Beyond the paper: ``linear``: a frozen backbone and a new linear head (``benchmark.tuned.LinearHead``,
+Beyond the paper: ``linear``: a frozen backbone and a new linear head (``benchmark.finetune.tuned.LinearHead``,
 zero-initialised) on the L2-normalised image embedding, trained with cross-entropy over the target
 task's classes: linear probing, the standard recipe for classic model zoos (on a dual encoder the
 same head replaces its class-prompt logits on the target; its frozen towers still classify the
@@ -42,12 +42,12 @@ embeddings too, so it does not apply to image-only encoders and says so (``needs
 
 A method's own hyper-parameters and their defaults live with it (``hyperparameters``; a
 suite's ``finetune`` preset sets them per method in ``overrides`` or searches them in
-``sweep``), and ``check`` says which values it accepts. Towers (``benchmark.tuned``): the
+``sweep``), and ``check`` says which values it accepts. Towers (``benchmark.finetune.tuned``): the
 image tower is the backbone's ``visual`` module plus the image head, the rest is text. A
 method with nothing to act on in one tower trains nothing there (e.g. EfficientNet image
 towers have no attention: ``attention`` and ``lora`` act on the ConSE text tower only);
 ``trainable_counts`` reports it and ``prepare`` raises ``InvalidInput`` if it would train
-nothing at all. This module imports no torch (``benchmark.tuned`` holds the modules), so
+nothing at all. This module imports no torch (``benchmark.finetune.tuned`` holds the modules), so
 listing methods and validating a suite stay light. Third-party methods arrive through the
 entry-point group ``transferbench.methods``; ``tests/test_method_contract.py`` tests every
 registered method.
@@ -99,7 +99,7 @@ class Method:
         encoder) for its classes."""
         from torch import nn
 
-        from .tuned import embedding_dim, trainable_counts
+        from benchmark.finetune.tuned import embedding_dim, trainable_counts
 
         if not isinstance(getattr(encoder.model, "visual", None), nn.Module):
             raise InvalidInput(f"encoder {encoder.id}: its model has no `visual` image tower, so methods "
@@ -145,7 +145,7 @@ class Full(Method):
     acts_on = "all tower parameters"
 
     def attach(self, encoder, config):
-        from .tuned import TEMPERATURE, TunedEncoder
+        from benchmark.finetune.tuned import TEMPERATURE, TunedEncoder
 
         for name, p in encoder.model.named_parameters():
             p.requires_grad_(name not in TEMPERATURE)
@@ -158,7 +158,7 @@ class BitFit(Method):
     acts_on = "bias terms"
 
     def attach(self, encoder, config):
-        from .tuned import TEMPERATURE, TunedEncoder
+        from benchmark.finetune.tuned import TEMPERATURE, TunedEncoder
 
         for name, p in encoder.model.named_parameters():
             p.requires_grad_(name.rsplit(".", 1)[-1].endswith("bias") and name not in TEMPERATURE)
@@ -171,7 +171,7 @@ class Attention(Method):
     acts_on = "attention Q/K/V projections of transformer blocks"
 
     def attach(self, encoder, config):
-        from .tuned import TunedEncoder, attention_projections
+        from benchmark.finetune.tuned import TunedEncoder, attention_projections
 
         for proj in attention_projections(encoder.model):
             getattr(proj.module, proj.param).requires_grad_(True)
@@ -192,7 +192,7 @@ class LoRA(Method):
     def attach(self, encoder, config):
         from torch.nn.utils import parametrize
 
-        from .tuned import LoRAUpdate, TunedEncoder, attention_projections
+        from benchmark.finetune.tuned import LoRAUpdate, TunedEncoder, attention_projections
 
         rank, scale = config.method_args["lora_rank"], config.method_args["lora_scale"]
         for proj in attention_projections(encoder.model):
@@ -210,7 +210,7 @@ class Linear(Method):
     linear_head = True
 
     def attach(self, encoder, config):
-        from .tuned import TunedEncoder
+        from benchmark.finetune.tuned import TunedEncoder
 
         return TunedEncoder(encoder.model)
 
@@ -229,7 +229,7 @@ class ClipAdapter(Method):
                 "a number in [0, 1]", ratio)
 
     def attach(self, encoder, config):
-        from .tuned import TOWERS, ResidualAdapter, TunedEncoder, embedding_dim
+        from benchmark.finetune.tuned import TOWERS, ResidualAdapter, TunedEncoder, embedding_dim
 
         dim = embedding_dim(encoder)
         device = next(encoder.model.parameters()).device

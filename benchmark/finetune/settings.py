@@ -162,7 +162,7 @@ GENERIC = tuple(f.name for f in dataclasses.fields(FinetuneConfig)
 
 
 def _method_hyperparameters() -> dict[str, tuple[str, ...]]:
-    from .methods import METHODS
+    from benchmark.finetune.methods import METHODS
 
     return {name: tuple(METHODS.get(name).hyperparameters) for name in METHODS.names("*")}
 

@@ -5,7 +5,7 @@ deltas (Fractions, or floats at their value), variances in float64 with ddof=1:
 
 - ``seed_sd = sqrt(mean over (encoder, task) cells with >= 2 seeds of var(the cell's per-seed deltas))``;
 - ``task_sd = sqrt(mean over encoders with >= 2 tasks of var(its seed-mean deltas across tasks))``, the
-  seed means being the ones ``benchmark.evaluate`` correlates (``exact_mean``);
+  seed means being the ones ``benchmark.evaluation.tasks_protocol`` correlates (``exact_mean``);
 - ``ratio = task_sd / seed_sd``: well above 1, the tasks differ by more than the seeds do.
 
 NaN where nothing can be pooled: with one seed per cell the seed sd is not measured.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluate import OUTCOMES, exact_mean
+from benchmark.evaluation.tasks_protocol import OUTCOMES, exact_mean
 
 NOISE_COLUMNS = ["method", "outcome", "seed_sd", "task_sd", "ratio", "seed_cells", "seeds_min", "seeds_max",
                  "task_encoders", "tasks_min", "tasks_max"]

@@ -5,7 +5,7 @@ L2-normalised embeddings (identity unless a method adds one); its parameters wit
 ``requires_grad`` are exactly the ones a method trains. Towers by parameter name: the image
 tower is the backbone's ``visual`` module (open_clip and ConSE convention) plus the image head
 and the linear ``classifier``; every other backbone parameter is text. The methods themselves
-are in ``benchmark.methods``.
+are in ``benchmark.finetune.methods``.
 
 A ``classifier`` (``LinearHead``) replaces the class-prompt logits on its task: the ``linear``
 method, and every method on an image-only encoder (no text tower, so no prompt logits), put a
