@@ -1,6 +1,6 @@
 """Render the leaderboard: a markdown page, CSVs of every number and scatter plots.
 
-It renders the frames it is given (``benchmark.evaluation.board.build`` reads the tables and evaluates them)
+It renders the frames it is given (``benchmark.cli.board.build_board`` reads and evaluates the tables)
 and imports nothing from ``benchmark``. Same inputs, byte-identical files: no wall-clock time is
 written (the date is the newest result's), tables are sorted, and PNGs carry no metadata.
 """

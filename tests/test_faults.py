@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark import run as run_module
+from benchmark import grid as run_module
 from benchmark.cli import main
 from benchmark.scoring import score_all
 from benchmark.store.backends import run_cells

@@ -13,8 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("estimators", "tasks", "encoders", "benchmark", "leaderboard")
-#: The command layer drives the grid and builds the board: it may import every package.
-COMMANDS = {"benchmark.__main__", "benchmark.evaluation.board", "benchmark.cli", "benchmark.check", "benchmark.run"}
+#: The command layer (``benchmark.cli`` and its subcommand modules, ``python -m benchmark``) is on top:
+#: it may import every package, and nothing else imports it.
+def is_command(module: str) -> bool:
+    return module == "benchmark.__main__" or module == "benchmark.cli" or module.startswith("benchmark.cli.")
 #: Upstream to downstream (DESIGN.md, "Data flow"): a module imports only its own layer or those before it.
 LAYERS = ("estimators", "tasks", "encoders", "benchmark", "leaderboard", "commands")
 #: The modules that build or train models, the only ones whose import loads torch.
@@ -68,7 +70,7 @@ def graph():
 
 
 def layer(module: str) -> int:
-    return LAYERS.index("commands" if module in COMMANDS else module.split(".")[0])
+    return LAYERS.index("commands" if is_command(module) else module.split(".")[0])
 
 
 def test_no_module_imports_itself_back_through_others():
@@ -154,3 +156,17 @@ def test_ruff_finds_nothing():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(ROOT)], capture_output=True,
                           text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def test_no_subcommand_imports_another_and_only_commands_import_the_cli():
+    """DESIGN.md: commands are on top, and no command imports another. The subcommand modules of
+    ``benchmark.cli`` share only ``options`` (their arguments) and ``board`` (evaluate + render)."""
+    from benchmark.cli import SUBCOMMANDS
+
+    found = graph()
+    subcommands = {f"benchmark.cli.{name}" for name in SUBCOMMANDS}
+    crossing = [f"{a} -> {b}" for a in subcommands for b in found[a][0] if b in subcommands]
+    assert crossing == []
+    outside = [f"{a} -> {b}" for a, (every, _, _) in found.items() if not is_command(a)
+               for b in every if is_command(b)]
+    assert outside == []

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.evaluation.board import build
+from benchmark.cli.board import build_board
 from benchmark.evaluation.tables import read_tables
 from benchmark.store.results import cell_path, write_cell
 from estimators import InvalidInput, list_estimators
@@ -69,8 +69,8 @@ def write_results(folder, encoders=("e1", "e2", "e3"), methods=("full", "lora"),
 def boards(tmp_path_factory):
     results, first, second = (tmp_path_factory.mktemp(n) for n in ("results", "board", "rebuilt"))
     written = write_results(results)
-    build(results, first, n_boot=200)
-    build(first, second, n_boot=200, from_tables=True)
+    build_board(results, first, n_boot=200)
+    build_board(first, second, n_boot=200, from_tables=True)
     return results, first, second, written
 
 
@@ -84,7 +84,7 @@ def test_board_rebuilds_byte_for_byte_from_its_own_tables(boards, tmp_path):
     assert {str(p) for p in files(first)} >= {"leaderboard.md", "stats.csv", "summary.csv", "stability.csv",
                                               "noise.csv", "scores.csv", "outcomes.csv", "not_scored.csv",
                                               "provenance.json"}
-    build(results, tmp_path, n_boot=200)  # the same cells again: the same bytes
+    build_board(results, tmp_path, n_boot=200)  # the same cells again: the same bytes
     assert files(tmp_path) == files(first)
 
 
@@ -145,7 +145,7 @@ def test_every_registered_estimator_is_accounted_for(boards, tmp_path):
     # one encoder: the pool-relative NCTI cannot be scored, and the board says why
     results = tmp_path / "one"
     write_results(results, encoders=("e1",), methods=("full",))
-    build(results, tmp_path / "board", n_boot=50)
+    build_board(results, tmp_path / "board", n_boot=50)
     page = (tmp_path / "board" / "leaderboard.md").read_text()
     assert "pool-relative: needs >= 2 encoders (this board has 1)" in page
     unranked = re.search(r"Not ranked \(scored in no group of 3\+ tasks; Coverage says why\): (.*)\.", page)
@@ -204,8 +204,8 @@ def noise_rows(page: str) -> dict:
 def test_seed_noise_beside_task_spread_matches_a_hand_computation(tmp_path):
     drop = {("e2", "lora", "digits", 2), ("e3", "lora", "mnist", 1), ("e3", "lora", "mnist", 2)}
     written = write_results(tmp_path / "results", seeds=(0, 1, 2), drop=drop)
-    build(tmp_path / "results", tmp_path / "board", n_boot=20)
-    build(tmp_path / "board", tmp_path / "rebuilt", n_boot=20, from_tables=True)
+    build_board(tmp_path / "results", tmp_path / "board", n_boot=20)
+    build_board(tmp_path / "board", tmp_path / "rebuilt", n_boot=20, from_tables=True)
     assert files(tmp_path / "rebuilt") == files(tmp_path / "board")
     noise = pd.read_csv(tmp_path / "board" / "noise.csv")
     outcomes = ("id_gain", "id_gain_norm", "ood_change")

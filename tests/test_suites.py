@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.cli import build_parser, main
 from benchmark.finetune.outcomes import outcome_path
-from benchmark.run import Context, plan, pool_spec, score_path
+from benchmark.grid import Context, plan, pool_spec, score_path
 from benchmark.store.results import cell_path
 from benchmark.suites import SUITES, get_suite
 from encoders.cache import spec_key

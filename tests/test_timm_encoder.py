@@ -318,7 +318,7 @@ def test_linear_on_a_dual_encoder_keeps_zero_shot_on_the_other_tasks(tmp_path):
 
 
 def test_a_grid_scores_the_encoder_and_skips_the_methods_that_do_not_apply(tmp_path):
-    from benchmark.run import Cell, Context, OutcomeCell, run_outcomes, run_scores
+    from benchmark.grid import Cell, Context, OutcomeCell, run_outcomes, run_scores
 
     suite = dataclasses.replace(get_suite("smoke"), encoders=(NAME,), tasks=("digits",), n_train=N_TRAIN,
                                 n_test=N_TEST, finetune=CONFIG)

@@ -1,5 +1,5 @@
 """The evaluator's tables, from a results folder (the cells) or from a board folder (its CSVs),
-and the board folder's own tables (``write_tables``); ``benchmark.evaluation.board`` builds the board from them.
+and the board folder's own tables (``write_tables``); ``benchmark.cli.board`` builds the board from them.
 
 A board folder holds everything needed to rebuild its board exactly, without the cells:
 

@@ -5,7 +5,7 @@
    pool-relative estimators (NCTI) once per task across encoders (``OUT/pool_scores/``);
 2. outcome cells (encoder x method x task x seed): fine-tune and measure in-domain gain and
    out-of-domain change on the suite's other tasks (``OUT/outcomes/``);
-3. the leaderboard over everything in ``OUT`` (``benchmark.evaluation.board``: ``OUT/leaderboard.md``, CSVs, plots).
+3. the leaderboard over everything in ``OUT`` (``benchmark.cli.board``: ``OUT/leaderboard.md``, CSVs, plots).
 
 One result file per cell; a rerun skips the cells whose files exist, so an interrupted
 run loses at most the cells in flight, and recomputes a damaged file (reported by path).
@@ -29,9 +29,9 @@ from benchmark.finetune.methods import METHODS
 from benchmark.scoring import score_all
 from benchmark.store.backends import run_cells
 from benchmark.store.results import cell_path, read_cell, write_cell
-from benchmark.suites import Suite, get_suite, with_entries
+from benchmark.suites import Suite, with_entries
 from encoders import check_encoder_id
-from estimators import ESTIMATORS, InvalidInput, estimator_class, import_plugin
+from estimators import InvalidInput, estimator_class, import_plugin
 from estimators.registry import split_patterns
 from estimators.zero_shot_acc import zero_shot_accuracy
 from tasks import data_key, get_task, read_task_file, register_task
@@ -357,34 +357,35 @@ def parse_seeds(text: str | None, suite: Suite) -> tuple[int, ...]:
     return seeds
 
 
-def main_run(args) -> int:
+def run_suite(suite: Suite, estimators: list[str], seeds: tuple[int, ...], out: Path, *, limit: int | None = None,
+              finetune: bool = True, n_jobs: int | None = None, backend: str = "loky", scheduler: str | None = None,
+              data_root=None, cache_dir=None, device: str = "auto", download: bool = False, plugins=(),
+              estimator_timeout: float | None = None, log=None) -> dict:
+    """Run ``suite`` into ``out``: the score cells, ``zero_shot.md``, the fine-tuning cells (unless
+    ``finetune`` is False); cells already in ``out`` are skipped. Returns ``{"results" (the score
+    records), "zero_shot" (the table)}``; ``benchmark.cli.board.build_board(out, out)`` then builds the board."""
     import os
 
-    from benchmark.evaluation.board import build
     from benchmark.store.validate import at_least, check_device
     from encoders.cache import ArrayCache, atomic_write_bytes, cache_root, ensure_writable
-    from tasks.task import data_root
+    from tasks.task import data_root as resolve_data_root
 
-    log = functools.partial(print, file=sys.stderr)
-    methods = "*" if args.methods in ("all", "") else args.methods
-    suite = narrow(get_suite(args.suite), args.encoders, args.tasks, methods)
-    names = ESTIMATORS.names("*") if args.estimators in ("all", "") else ESTIMATORS.select(args.estimators)
-    seeds = parse_seeds(args.seeds, suite)
-    cells = plan(suite, args.limit)
-    at_least("--n-jobs", args.n_jobs, 1)
-    if args.estimator_timeout is not None and not args.estimator_timeout > 0:
-        raise InvalidInput(f"--estimator-timeout must be a positive number of seconds, got {args.estimator_timeout}")
-    check_device(args.device)
-    out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
-    cache_dir = os.path.abspath(cache_root(args.cache_dir))
+    log = log or functools.partial(print, file=sys.stderr)
+    cells = plan(suite, limit)
+    at_least("--n-jobs", n_jobs, 1)
+    if estimator_timeout is not None and not estimator_timeout > 0:
+        raise InvalidInput(f"--estimator-timeout must be a positive number of seconds, got {estimator_timeout}")
+    check_device(device)
+    out = ensure_writable(Path(out), "--out")
+    cache_dir = os.path.abspath(cache_root(cache_dir))
     ensure_writable(ArrayCache(cache_dir).folder, "--cache-dir (embedding cache)")
-    plugins = tuple(os.path.abspath(p) if p.endswith(".py") else p for p in args.plugins)
-    _plugins_loaded.update(plugins)   # the CLI imported them in this process already
-    ctx = Context(suite, tuple(names), out, os.path.abspath(data_root(args.data_root)), cache_dir, args.device,
-                  args.download, plugins, args.estimator_timeout)
-    n_jobs = args.n_jobs or default_jobs(args.device)
+    plugins = tuple(os.path.abspath(p) if p.endswith(".py") else p for p in plugins)
+    _plugins_loaded.update(plugins)   # the caller imported them in this process already
+    ctx = Context(suite, tuple(estimators), out, os.path.abspath(resolve_data_root(data_root)), cache_dir, device,
+                  download, plugins, estimator_timeout)
+    n_jobs = n_jobs or default_jobs(device)
     log(f"data root: {ctx.data_root}; embedding cache: {ctx.cache_dir}; results: {out}")
-    results, _ = run_scores(ctx, cells, n_jobs, args.backend, args.scheduler, log=log)
+    results, _ = run_scores(ctx, cells, n_jobs, backend, scheduler, log=log)
     if not results:
         raise InvalidInput("no cell could be run (every task was unavailable); see the lines above")
     table = zero_shot_table(results)
@@ -393,19 +394,6 @@ def main_run(args) -> int:
                                               f"{table}\n").encode())
     available = tuple(t for t in suite.tasks if t in {r["task"] for r in results})
     outcome_cells = [OutcomeCell(r["encoder"], m, r["task"], s) for r in results for m in suite.methods for s in seeds]
-    if not args.no_finetune:
-        run_outcomes(ctx, outcome_cells, available, n_jobs, args.backend, args.scheduler, log=log)
-    board = build(out, out, suite=suite.name)
-    print(table)
-    if board["evaluation"] is not None:
-        from leaderboard.render import RANK_BY
-
-        summary = board["evaluation"].summary
-        top = summary[summary["outcome"] == RANK_BY].head(10)
-        print(f"\ntop estimators by mean oriented Spearman ρ on {RANK_BY} (95% interval, rank band):")
-        print(top[["rank", "estimator", "rho", "rho_lo", "rho_hi", "rank_lo", "rank_hi"]].to_string(index=False))
-    missing = [m for m in board["missing"] if not (args.no_finetune and m == "no fine-tuning outcomes")]
-    if missing:
-        log(f"partial results: missing {'; '.join(missing)}")
-    print(f"\nleaderboard: {board['path']}  (results: {out})")
-    return 0
+    if finetune:
+        run_outcomes(ctx, outcome_cells, available, n_jobs, backend, scheduler, log=log)
+    return {"results": results, "zero_shot": table}

@@ -2,7 +2,7 @@
 them, and have ``leaderboard`` render the page, CSVs and plots beside the board's own tables.
 
 Same inputs, byte-identical files; a board folder rebuilds from its own tables
-(``build(..., from_tables=True)``), giving the same bytes.
+(``build_board(..., from_tables=True)``), giving the same bytes.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from leaderboard.selection import render_selection
 PROTOCOLS = ("all", "tasks", "models")
 
 
-def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
+def build_board(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
           from_tables: bool = False, protocol: str = "all", models: Path | None = None) -> dict:
     """Write the board into ``out`` (``leaderboard.render`` and ``benchmark.evaluation.tables.write_tables``).
     ``source``: a results folder of cells, or with ``from_tables`` a board folder. ``protocol``: ``tasks``
@@ -72,7 +72,7 @@ def build(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOO
     return {"missing": missing, "evaluation": evaluation, "selection": selection, "path": path}
 
 
-def build_selection(accuracies: Path, out: Path, scores: Path | None = None, models: Path | None = None,
+def build_selection_board(accuracies: Path, out: Path, scores: Path | None = None, models: Path | None = None,
                     n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """The ``models`` protocol on published files: ``accuracies`` (``task,model,accuracy[,method]``),
     optional ``scores`` (``task,model,estimator,score[,higher_is_better]``; without it only the baselines

