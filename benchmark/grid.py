@@ -168,7 +168,7 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
         train, test = embed_pair(ctx, cell.encoder, cell.task)
     except TaskUnavailable as exc:
         return {"unavailable": str(exc), "task": cell.task}
-    scores, skipped, failed = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0],
+    scores, missed = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0],
                                         check_sizes=False, time_limit=ctx.estimator_timeout)
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes,
@@ -177,8 +177,8 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
               "zero_shot_acc_test": (None if test.text is None
                                      else zero_shot_accuracy(test.image, test.labels, test.text)),
               "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
-              "skipped": {s.estimator: s.reason for s in skipped},
-              "failed": {s.estimator: s.reason for s in failed},
+              "skipped": {s.estimator: s.reason for s in missed if s.status == "skipped"},
+              "failed": {s.estimator: s.reason for s in missed if s.status == "failed"},
               "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
               "versions": train.meta.get("versions", {})}
     write_cell(path, score_spec(ctx, cell), record)
@@ -200,11 +200,11 @@ def pool_score_task(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
     if (done := read_cell(path)) is not None:
         return done
     pool = {e: embed_pair(ctx, e, task_id)[0] for e in encoder_ids}
-    scores, _, failed = score_all(pool, ctx.pool_estimators, random_state=ctx.suite.seeds[0], check_sizes=False,
+    scores, missed = score_all(pool, ctx.pool_estimators, random_state=ctx.suite.seeds[0], check_sizes=False,
                                   time_limit=ctx.estimator_timeout)
     write_cell(path, spec, {"task": task_id, "scores": {
         e: {x.estimator: {"score": x.score, "seconds": x.seconds} for x in scores if x.key == e}
-        for e in encoder_ids}, "failed": {x.estimator: x.reason for x in failed}})
+        for e in encoder_ids}, "failed": {x.estimator: x.reason for x in missed if x.status == "failed"}})
     return read_cell(path)
 
 

@@ -41,11 +41,11 @@ def select_encoders(task, encoders: list[str], estimators: list[str], *, n: int 
         embeddings[name] = embed(get_encoder(name), task, "train", n=n, seed=seed, prompts=prompts,
                                  data_root=data_root, cache_dir=cache_dir, device=device, batch_size=batch_size,
                                  download=download)
-    scores, skipped, failed = score_all(embeddings, estimators, random_state=random_state)
-    return report(task.id, encoders, scores, skipped, failed, reference, n=min(e.n for e in embeddings.values()))
+    scores, missed = score_all(embeddings, estimators, random_state=random_state)
+    return report(task.id, encoders, scores, missed, reference, n=min(e.n for e in embeddings.values()))
 
 
-def report(task: str, encoders: list[str], scores, skipped, failed, reference: dict | None, n: int) -> dict:
+def report(task: str, encoders: list[str], scores, missed, reference: dict | None, n: int) -> dict:
     """``{"task", "candidates", "n_train", "rankings": {estimator: [{"encoder", "score", "rank"}]},
     "not_scored", "null_band", "recommendation", "warnings"}``."""
     by_estimator: dict[str, dict[str, float]] = {}
@@ -72,8 +72,8 @@ def report(task: str, encoders: list[str], scores, skipped, failed, reference: d
             recommendation = {**reference, "encoder": chosen[0]["encoder"],
                               "tied": [r["encoder"] for r in chosen if r["rank"] == 1][1:]}
     return {"task": task, "candidates": list(encoders), "n_train": n, "rankings": rankings,
-            "not_scored": [{"encoder": s.key, "estimator": s.estimator, "reason": s.reason} for s in skipped]
-            + [{"encoder": f.key, "estimator": f.estimator, "reason": f"failed: {f.reason}"} for f in failed],
+            "not_scored": [{"encoder": s.key, "estimator": s.estimator, "status": s.status, "reason": s.reason}
+                           for s in missed],
             "null_band": {"threshold": THRESHOLD, "candidates": len(encoders), "probability": band},
             "recommendation": recommendation, "warnings": warnings}
 

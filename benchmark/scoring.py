@@ -31,16 +31,10 @@ class Score:
 
 
 @dataclass(frozen=True)
-class Skipped:
+class NotScored:
     key: str
     estimator: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Failed:
-    key: str
-    estimator: str
+    status: str       # "skipped" (its inputs are missing) or "failed" (it raised, gave NaN or timed out)
     reason: str
 
 
@@ -94,7 +88,7 @@ def watched(what: str, time_limit: float | None, notice_after: float, log):
 
 def score_all(embs: dict[str, EmbeddingSet], names: list[str], random_state: int = 0, check_sizes: bool = True,
               time_limit: float | None = None, notice_after: float = NOTICE_AFTER_S, log=None,
-              ) -> tuple[list[Score], list[Skipped], list[Failed]]:
+              ) -> tuple[list[Score], list[NotScored]]:
     """Every estimator on every EmbeddingSet (pool-relative ones once over the pool).
 
     ``check_sizes`` first rejects, in one error, classes too small for any selected
@@ -105,14 +99,14 @@ def score_all(embs: dict[str, EmbeddingSet], names: list[str], random_state: int
     if check_sizes:
         for emb in embs.values():
             check_class_sizes(emb, names)
-    scores, skipped, failed = [], [], []
+    scores, missed = [], []
     for name in names:
         estimator = get_estimator(name, random_state=random_state)
         if estimator.pool_relative:
             groups = [embs] if len(embs) >= 2 else []
             if not groups:
-                skipped += [Skipped(k, name, "pool-relative: needs the embeddings of at least 2 encoders")
-                            for k in embs]
+                missed += [NotScored(k, name, "skipped", "pool-relative: needs the embeddings of at least 2 encoders")
+                           for k in embs]
         else:
             groups = [{k: e} for k, e in embs.items()]
         for group in groups:
@@ -122,10 +116,10 @@ def score_all(embs: dict[str, EmbeddingSet], names: list[str], random_state: int
                     values = estimator.score_pool(group)
                 seconds = (time.perf_counter() - start) / len(group)
             except MissingNeeds as exc:
-                skipped += [Skipped(k, name, str(exc)) for k in group]
+                missed += [NotScored(k, name, "skipped", str(exc)) for k in group]
                 continue
             except Exception as exc:  # one estimator's failure must not sink the others
-                failed += [Failed(k, name, one_line(exc)) for k in group]
+                missed += [NotScored(k, name, "failed", one_line(exc)) for k in group]
                 continue
             scores += [Score(k, name, v, seconds) for k, v in values.items()]
-    return scores, skipped, failed
+    return scores, missed

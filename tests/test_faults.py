@@ -183,11 +183,12 @@ def test_a_hanging_estimator_is_named_then_stopped(plugin):
     import_plugin(plugin)
     lines = []
     start = time.perf_counter()
-    scores, _, failed = score_all({"toy": make_embeddings("separable")}, ["fault_hang", "iimm"], time_limit=1.5,
-                                  notice_after=0.5, log=lines.append)
+    scores, failed = score_all({"toy": make_embeddings("separable")}, ["fault_hang", "iimm"], time_limit=1.5,
+                               notice_after=0.5, log=lines.append)
     assert time.perf_counter() - start < 10
     assert lines == ["still running: estimator fault_hang on toy after 0.5 s"]
-    assert [(f.estimator, f.reason) for f in failed] == [("fault_hang", "stopped after the time limit of 1.5 s")]
+    assert [(f.estimator, f.status, f.reason) for f in failed] == [
+        ("fault_hang", "failed", "stopped after the time limit of 1.5 s")]
     assert [s.estimator for s in scores] == ["iimm"]
 
 
@@ -196,8 +197,9 @@ def test_a_builtin_estimator_on_degenerate_input_fails_alone():
     base = make_embeddings("separable")
     labels = base.labels[:61]                        # 20 samples of classes 0-2, one of class 3
     emb = type(base).create(base.image[:labels.size], labels, text=base.text, logit_scale=50.0)
-    scores, _, failed = score_all({"toy": emb}, ["linear_probe", "iimm"], check_sizes=False)
-    assert [f.estimator for f in failed] == ["linear_probe"] and "class 3 has 1" in failed[0].reason
+    scores, failed = score_all({"toy": emb}, ["linear_probe", "iimm"], check_sizes=False)
+    assert [(f.estimator, f.status) for f in failed] == [("linear_probe", "failed")]
+    assert "class 3 has 1" in failed[0].reason
     assert [s.score for s in scores] == [get_estimator("iimm").score(emb)]
 
 

@@ -33,7 +33,9 @@ def command(args) -> int:
 
     names = select_estimators(args.estimators)
     embs = {path: load_npz(path) for path in args.embeddings}
-    scores, skipped, failed = score_all(embs, names, random_state=args.random_state)
+    scores, missed = score_all(embs, names, random_state=args.random_state)
+    skipped = [s for s in missed if s.status == "skipped"]
+    failed = [s for s in missed if s.status == "failed"]
     multi = len(embs) > 1
     status = 2 if failed else 0     # the other estimators' scores are still reported
     if args.format == "json":
