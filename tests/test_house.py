@@ -18,8 +18,8 @@ COMMANDS = {"benchmark.__main__", "benchmark.board", "benchmark.cli", "benchmark
 #: Upstream to downstream (DESIGN.md, "Data flow"): a module imports only its own layer or those before it.
 LAYERS = ("estimators", "tasks", "encoders", "benchmark", "leaderboard", "commands")
 #: The modules that build or train models, the only ones whose import loads torch.
-TORCH = {"encoders.conse", "encoders.fold", "encoders.open_clip_encoder", "encoders.rehearsal", "encoders.smoke",
-         "encoders.timm_encoder", "benchmark.finetune",
+TORCH = {"encoders.conse", "encoders.dinov2_imgfocus", "encoders.fold", "encoders.open_clip_encoder",
+         "encoders.rehearsal", "encoders.smoke", "encoders.timm_encoder", "benchmark.finetune",
          "benchmark.outcomes", "benchmark.tuned"}
 TORCH_ROOTS = {"torch", "torchvision", "open_clip", "timm", "transformers"}
 
