@@ -142,6 +142,16 @@ def test_attention_and_lora_find_the_query_key_value_projections(encoder):
     roles = sorted({(p.name.rsplit(".", 1)[-1], tuple(p.rows)) for p in found})
     assert len(found) == 36 and roles == [("k_proj", ("k",)), ("q_proj", ("q",)), ("v_proj", ("v",))]
     assert found[0].name.startswith("visual.encoder.layer.0.attention.")
+    from benchmark.methods import get_method
+    from benchmark.suites import get_suite
+    from benchmark.tuned import trainable_counts
+    from tasks import get_task
+
+    head = 768 * 6 + 6
+    for name, tower in [("attention", 12 * 3 * 384 * 384), ("lora", 12 * 2 * 4 * (384 + 384))]:
+        method = get_method(name)  # on a fresh encoder: lora parametrizes the model in place
+        tuned = method.prepare(get_encoder(NAME), get_suite("smoke").finetune.for_method(method), get_task(TASK))
+        assert trainable_counts(tuned) == {"image": tower + head, "text": 0}
 
 
 # -- the encoder in the harness ---------------------------------------------------------------
