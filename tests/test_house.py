@@ -20,8 +20,8 @@ def is_command(module: str) -> bool:
 #: Upstream to downstream (DESIGN.md, "Data flow"): a module imports only its own layer or those before it.
 LAYERS = ("estimators", "tasks", "encoders", "benchmark", "leaderboard", "commands")
 #: The modules that build or train models, the only ones whose import loads torch.
-TORCH = {"encoders.conse", "encoders.fold", "encoders.open_clip_encoder", "encoders.rehearsal", "encoders.smoke",
-         "encoders.timm_encoder", "benchmark.finetune.loop",
+TORCH = {"encoders.conse", "encoders.dinov2_imgfocus", "encoders.fold", "encoders.open_clip_encoder",
+         "encoders.rehearsal", "encoders.smoke", "encoders.timm_encoder", "benchmark.finetune.loop",
          "benchmark.finetune.outcomes", "benchmark.finetune.tuned"}
 TORCH_ROOTS = {"torch", "torchvision", "open_clip", "timm", "transformers"}
 
