@@ -99,6 +99,7 @@ def device_report(requested: str) -> tuple[str, Missing | None]:
     """The device a run would use, with its free memory (GPU: free/total; CPU: available RAM)."""
     import torch
 
+    from benchmark.store.validate import check_device
     from encoders.extract import pick_device
 
     device = pick_device(requested)
@@ -107,12 +108,13 @@ def device_report(requested: str) -> tuple[str, Missing | None]:
     except RuntimeError:
         raise InvalidInput(f"--device {requested!r} is not a device torch knows (cuda, cuda:1, mps, cpu, "
                            f"auto)") from None
+    try:
+        check_device(device)  # the very check `run` makes, so `check` never says ready where `run` refuses
+    except InvalidInput as exc:
+        fix = ("install a CUDA build of torch for this machine's driver (https://pytorch.org/get-started), "
+               "or pick another --device (cpu)") if device.startswith("cuda") else "pick another --device (cpu, auto)"
+        return f"{device}: not available", Missing(f"device {device}", str(exc), fix)
     if device.startswith("cuda"):
-        if index >= torch.cuda.device_count():
-            return f"{device}: not available", Missing(
-                f"device {device}", f"torch {torch.__version__} sees {torch.cuda.device_count()} CUDA device(s)",
-                "install a CUDA build of torch for this machine's driver (https://pytorch.org/get-started), "
-                "or pick another --device (cpu)")
         free, total = torch.cuda.mem_get_info(index)
         return (f"{device}: {torch.cuda.get_device_name(index)}, {free / 2**30:.1f} GiB free of "
                 f"{total / 2**30:.1f} GiB ({torch.cuda.device_count()} GPU(s) visible)"), None
