@@ -10,6 +10,7 @@ from .base import (
     ESTIMATORS,
     Estimator,
     MissingNeeds,
+    baselines,
     estimator_class,
     estimator_info,
     get_estimator,
@@ -20,6 +21,6 @@ from .embedding_set import EmbeddingSet, l2_normalise
 from .errors import InvalidInput
 from .registry import UnknownName, import_plugin
 
-__all__ = ["ESTIMATORS", "EmbeddingSet", "Estimator", "InvalidInput", "MissingNeeds", "UnknownName",
+__all__ = ["ESTIMATORS", "baselines", "EmbeddingSet", "Estimator", "InvalidInput", "MissingNeeds", "UnknownName",
            "estimator_class", "estimator_info", "get_estimator", "import_plugin", "l2_normalise",
            "list_estimators", "register_estimator"]

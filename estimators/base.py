@@ -58,6 +58,9 @@ class Estimator:
     #: clearly separable classes must score above noise in the declared direction (the
     #: contract suite checks it). False for gain predictors such as IIMM and for baselines.
     measures_separability: ClassVar[bool] = True
+    #: True for a reference point ranked beside the estimators rather than a transferability
+    #: estimator (zero-shot accuracy, random, the modality gap, kNN, a linear probe): boards flag it.
+    baseline: ClassVar[bool] = False
 
     def __init__(self, random_state: int = 0):
         self.random_state = random_state
@@ -163,9 +166,14 @@ def get_estimator(name: str, **params) -> Estimator:
     return ESTIMATORS.get(name)(**params)
 
 
+def baselines() -> frozenset[str]:
+    """The registered estimators that declare themselves baselines (``Estimator.baseline``)."""
+    return frozenset(n for n in list_estimators() if ESTIMATORS.get(n).baseline)
+
+
 def estimator_info(name: str) -> dict:
     cls = ESTIMATORS.get(name)
     return {"name": name, "higher_is_better": cls.higher_is_better, "needs": list(cls.needs),
             "version": cls.version, "pool_relative": cls.pool_relative,
-            "min_per_class": cls.min_per_class, "description": cls.description,
+            "min_per_class": cls.min_per_class, "baseline": cls.baseline, "description": cls.description,
             "citation": cls.citation, "module": cls.__module__}

@@ -63,6 +63,7 @@ def check_metadata(name: str) -> None:
     cls = estimator_class(name)
     assert cls.name == name, f"{name}: registered as {name!r} but its name is {cls.name!r}"
     assert isinstance(cls.higher_is_better, bool), f"{name}: higher_is_better must be True or False"
+    assert isinstance(cls.baseline, bool), f"{name}: baseline must be True or False"
     assert set(cls.needs) <= set(NEEDS), f"{name}: needs {cls.needs} outside {NEEDS}"
     assert cls.version and cls.description and cls.citation, f"{name}: version, description and citation"
     assert len(cls.__doc__ or "") > 80, f"{name}: the docstring must give the formula and its source"

@@ -105,6 +105,7 @@ class ModalityGap(Estimator):
     """
     needs = ("text",)
     measures_separability = False
+    baseline = True
     higher_is_better = False
     description = "norm of mean image minus mean class-prompt embedding"
     citation = "Liang et al., NeurIPS 2022, arXiv:2203.02053"

@@ -62,6 +62,7 @@ def knn(features: np.ndarray, labels: np.ndarray, k: int = 10, metric: str = "co
 @register_estimator("knn")
 class KNN(Estimator):
     __doc__ = __doc__
+    baseline = True
     min_per_class = 2
     description = "leave-one-out k-nearest-neighbour accuracy (cosine, k=10)"
     citation = "Sorkhei et al., TMLR 2025, arXiv:2503.18528"

@@ -52,6 +52,7 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, n_folds: int = 3, C: 
 @register_estimator("linear_probe")
 class LinearProbe(Estimator):
     __doc__ = __doc__
+    baseline = True
     min_per_class = 3
     description = "3-fold cross-validated accuracy of a logistic-regression probe"
     citation = "Radford et al., ICML 2021, arXiv:2103.00020"

@@ -20,6 +20,7 @@ from .base import Estimator, register_estimator
 @register_estimator("random")
 class RandomBaseline(Estimator):
     __doc__ = __doc__
+    baseline = True
     measures_separability = False
     description = "seeded uniform random score (chance-level predictor)"
     citation = "Agostinelli et al., ECCV 2022, arXiv:2204.01403"

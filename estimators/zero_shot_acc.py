@@ -25,6 +25,7 @@ def zero_shot_accuracy(image: np.ndarray, labels: np.ndarray, text: np.ndarray) 
 @register_estimator("zero_shot_acc")
 class ZeroShotAccuracy(Estimator):
     __doc__ = __doc__
+    baseline = True
     needs = ("text",)
     description = "top-1 accuracy of the zero-shot class-prompt classifier"
     citation = "Radford et al., ICML 2021, arXiv:2103.00020"

@@ -18,9 +18,9 @@ from benchmark.evaluation.models_protocol import (
 )
 from benchmark.evaluation.noise import seed_noise
 from benchmark.evaluation.tables import EXACT, collect, completeness, coverage, read_tables, write_tables
-from benchmark.evaluation.tasks_protocol import BASELINES, MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
+from benchmark.evaluation.tasks_protocol import MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
 from encoders.cache import atomic_write_bytes
-from estimators import estimator_class, list_estimators
+from estimators import baselines, estimator_class, list_estimators
 from estimators.errors import InvalidInput
 from leaderboard import render
 from leaderboard.selection import render_selection
@@ -65,7 +65,7 @@ def build_board(source: Path, out: Path, suite: str | None = None, n_boot: int =
         return {"missing": missing, "evaluation": None, "selection": selection, "path": path}
     floats = {**collected, "outcomes": deltas.astype({c: float for c in EXACT})}
     path = render(out, floats, evaluation, seed_noise(deltas), cover, missing, suite,
-                  baselines=BASELINES, min_n=MIN_N, selection=selection)
+                  baselines=baselines(), min_n=MIN_N, selection=selection)
     write_tables(collected, out)
     if models is not None and protocol != "tasks":
         atomic_write_bytes(Path(out) / "models.csv", Path(models).read_bytes())

@@ -45,7 +45,6 @@ import pandas as pd
 
 from benchmark.evaluation.rank_stats import MC_DRAWS, null_band, permutation_p, top1, weighted_tau
 from benchmark.evaluation.tasks_protocol import (
-    BASELINES,
     N_BOOT,
     _pearson,
     _spearman,
@@ -54,6 +53,7 @@ from benchmark.evaluation.tasks_protocol import (
     resample_weights,
     task_clusters,
 )
+from estimators import baselines as registered_baselines
 from estimators.errors import InvalidInput
 
 MIN_MODELS = 3
@@ -87,7 +87,7 @@ class Selection:
 
 def select_models(accuracies: pd.DataFrame, scores: pd.DataFrame | None = None,
                   directions: Mapping[str, bool] | None = None, *, attributes: pd.DataFrame | None = None,
-                  clusters: Mapping[str, str] | None = None, baselines=BASELINES, n_boot: int = N_BOOT,
+                  clusters: Mapping[str, str] | None = None, baselines=None, n_boot: int = N_BOOT,
                   seed: int = 0, draws: int = MC_DRAWS, with_pooled: bool = False) -> Selection:
     """The ``models`` protocol on these tables (see the module docstring). ``directions``: estimator ->
     higher_is_better for the estimators in ``scores`` (every one needs an entry); ``clusters``: task ->
@@ -103,8 +103,8 @@ def select_models(accuracies: pd.DataFrame, scores: pd.DataFrame | None = None,
     cluster_of = task_clusters(tasks, clusters)
     long = _with_baselines(acc, scores, attributes, cluster_of, seed)
     directions.update({n: True for n in long["estimator"].unique() if n not in directions})
-    baseline_names = set(baselines) | {STATIC, RANDOM} | (set(attributes.columns) - {"model"}
-                                                         if attributes is not None else set())
+    baseline_names = (set(registered_baselines() if baselines is None else baselines) | {STATIC, RANDOM}
+                      | (set(attributes.columns) - {"model"} if attributes is not None else set()))
 
     rows, skipped, vectors = [], [], {}
     for method, by_method in acc.groupby("method", sort=True):

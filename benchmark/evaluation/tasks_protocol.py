@@ -46,6 +46,7 @@ import pandas as pd
 from scipy import special, stats
 
 from estimators import UnknownName, estimator_class
+from estimators import baselines as registered_baselines
 from estimators.errors import InvalidInput
 
 OUTCOMES = ("id_gain", "id_gain_norm", "ood_change")
@@ -55,7 +56,6 @@ ZERO_SHOT = "acc_zs"
 SCORE_COLUMNS = ("encoder", "task", "estimator", "score")
 OUTCOME_COLUMNS = ("encoder", "method", "task", "seed", *OUTCOMES)
 #: Trivial or classic predictors, ranked beside the published estimators as reference points.
-BASELINES = frozenset({"zero_shot_acc", "random", "modality_gap", "knn", "linear_probe"})
 REFERENCE = "iimm"
 MIN_N = 3
 #: Resamples: the smallest two-sided p is 2 / (N_BOOT + 1) = 0.0002, below 0.05 / 18 (Holm's first step).
@@ -105,7 +105,7 @@ class Evaluation:
 # -- public API ---------------------------------------------------------------------------------
 def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame, directions: Mapping[str, bool] | None = None, *,
              n_boot: int = N_BOOT, seed: int = 0, reference: str = REFERENCE,
-             baselines: Iterable[str] = BASELINES, clusters: Mapping[str, str] | None = None) -> Evaluation:
+             baselines: Iterable[str] | None = None, clusters: Mapping[str, str] | None = None) -> Evaluation:
     """Predictiveness statistics of every estimator for every outcome (see the module docstring).
 
     ``directions``: estimator -> ``higher_is_better`` (default: the registry's). ``clusters``: task ->
@@ -164,13 +164,14 @@ def evaluate(scores: pd.DataFrame, outcomes: pd.DataFrame, directions: Mapping[s
                          "group": group, **_point(x, y, z, n_seeds, sign[name], EXPECTED_SIGN[outcome])})
 
     groups = pd.DataFrame(rows, columns=COLUMNS)
-    groups["baseline"] = groups["estimator"].isin(set(baselines))
+    baselines = set(registered_baselines() if baselines is None else baselines)
+    groups["baseline"] = groups["estimator"].isin(baselines)
     groups["higher_is_better"] = groups["estimator"].map(sign) > 0
     groups = groups.astype({c: object for c in _COUNTS}).fillna(_COUNTS)  # object: a bool never fills a float column
     groups = groups.astype({c: type(v) for c, v in _COUNTS.items()})
     groups["ref_p_holm"] = groups.groupby(list(_KEYS[1:]))["ref_p"].transform(holm)
     groups = groups.sort_values(list(_KEYS)).reset_index(drop=True)
-    summary, stability = _summarise(groups, sums, sign, set(baselines), datasets, cluster_of)
+    summary, stability = _summarise(groups, sums, sign, baselines, datasets, cluster_of)
     design = {"tasks": tasks, "datasets": {k: [t for t in tasks if cluster_of[t] == k] for k in datasets},
               "encoders": sorted(cells["encoder"].unique()), "methods": sorted(cells["method"].unique()),
               "seeds": sorted(outcomes["seed"].unique().tolist()), "n_boot": n_boot, "reference": reference,
