@@ -7,6 +7,7 @@ import math
 import re
 import statistics
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,8 @@ from benchmark.evaluation.tables import read_tables
 from benchmark.store.results import cell_path, write_cell
 from estimators import InvalidInput, list_estimators
 from tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TASKS = ["cifar10", "cifar10_animals", "digits", "mnist", "notmnist", "pneumoniamnist"]
 N_TEST = {t: 468 if t == "pneumoniamnist" else 500 for t in TASKS}  # pneumoniamnist: 234 per class
@@ -256,3 +259,33 @@ def test_exact_deltas_of_a_cell():
     assert cell_deltas(cell)["id_gain"] == 0.094 == float(Fraction(91 - 44, 500))
     with pytest.raises(InvalidInput, match=r"outcome cell e/full/cifar10/0: an accuracy 0\.088 is not a count over 50"):
         exact_deltas({**cell, "acc_zs": {**cell["acc_zs"], "digits": 0.088}})
+
+
+def test_a_board_with_a_plugin_estimator_rebuilds_from_its_tables_without_the_plugin(tmp_path):
+    """estimators.csv carries each scored estimator's direction and baseline flag: a board scored by a
+    plugin rebuilds from its own tables where the plugin is not installed, and the plugin's declared
+    direction is used (here a lower-is-better copy of IIMM ranks exactly as IIMM)."""
+    import shutil
+
+    mini = ROOT / "leaderboard" / "mini"
+    board = tmp_path / "board"
+    board.mkdir()
+    for name in ("scores.csv", "outcomes.csv", "not_scored.csv", "provenance.json", "estimators.csv"):
+        shutil.copy(mini / name, board / name)
+    scores = pd.read_csv(board / "scores.csv")
+    plugin = scores[scores.estimator == "iimm"].assign(estimator="my_plugin", score=lambda d: -d["score"])
+    pd.concat([scores, plugin]).to_csv(board / "scores.csv", index=False)
+    with open(board / "estimators.csv", "a") as f:
+        f.write("my_plugin,False,False,7\n")
+    assert "my_plugin" not in list_estimators()
+    build_board(board, tmp_path / "a", n_boot=50, from_tables=True, protocol="tasks")
+    build_board(tmp_path / "a", tmp_path / "b", n_boot=50, from_tables=True, protocol="tasks")
+    files = ("leaderboard.md", "stats.csv", "summary.csv", "estimators.csv")
+    assert [(tmp_path / "a" / f).read_bytes() for f in files] == [(tmp_path / "b" / f).read_bytes() for f in files]
+    groups = pd.read_csv(tmp_path / "a" / "stats.csv")
+    mine, iimm = (groups[groups.estimator == e].set_index(["outcome", "method", "group"])
+                  for e in ("my_plugin", "iimm"))
+    assert mine["spearman_signed"].to_dict() == pytest.approx(iimm["spearman_signed"].to_dict())
+    (board / "estimators.csv").write_text((mini / "estimators.csv").read_text())  # the plugin's row gone
+    with pytest.raises(InvalidInput, match="'my_plugin' is not registered and the board has no estimators.csv row"):
+        build_board(board, tmp_path / "c", n_boot=50, from_tables=True)

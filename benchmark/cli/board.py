@@ -29,7 +29,7 @@ PROTOCOLS = ("all", "tasks", "models")
 
 
 def build_board(source: Path, out: Path, suite: str | None = None, n_boot: int = N_BOOT, seed: int = 0,
-          from_tables: bool = False, protocol: str = "all", models: Path | None = None) -> dict:
+                from_tables: bool = False, protocol: str = "all", models: Path | None = None) -> dict:
     """Write the board into ``out`` (``leaderboard.render`` and ``benchmark.evaluation.tables.write_tables``).
     ``source``: a results folder of cells, or with ``from_tables`` a board folder. ``protocol``: ``tasks``
     (per encoder, across tasks), ``models`` (per task, across encoders, with the pooled view) or ``all``;
@@ -43,17 +43,19 @@ def build_board(source: Path, out: Path, suite: str | None = None, n_boot: int =
     missing = completeness(collected)
     registered = list_estimators()
     cover = coverage(collected, registered, {n for n in registered if estimator_class(n).pool_relative})
-    scores, outcomes = collected["scores"], collected["outcomes"]
+    scores, outcomes, described = collected["scores"], collected["outcomes"], collected["estimators"]
+    directions = dict(zip(described["estimator"], described["higher_is_better"]))
+    flagged = baselines() | set(described.loc[described["baseline"], "estimator"])
     evaluation = selection = None
     deltas = outcomes.dropna(subset=list(EXACT))  # the tasks protocol needs every delta (image-only: none)
     if not outcomes.empty and not scores.empty:
         if protocol in ("all", "tasks") and not deltas.empty:
             evaluation = evaluate(scores[list(SCORE_COLUMNS)],
-                                  deltas[["encoder", "method", "task", "seed", *EXACT]], n_boot=n_boot, seed=seed)
+                                  deltas[["encoder", "method", "task", "seed", *EXACT]], directions, n_boot=n_boot,
+                                  seed=seed, baselines=flagged)
         if protocol in ("all", "models"):
             grid_scores = scores.rename(columns={"encoder": "model"})[["task", "model", "estimator", "score"]]
-            selection = select_models(grid_accuracies(outcomes), grid_scores,
-                                      directions_of(grid_scores["estimator"].unique()),
+            selection = select_models(grid_accuracies(outcomes), grid_scores, directions, baselines=flagged,
                                       attributes=_attributes(models), n_boot=n_boot, seed=seed, with_pooled=True)
     suite = suite or collected["provenance"]["suite"]
     if protocol == "models":
@@ -65,7 +67,7 @@ def build_board(source: Path, out: Path, suite: str | None = None, n_boot: int =
         return {"missing": missing, "evaluation": None, "selection": selection, "path": path}
     floats = {**collected, "outcomes": deltas.astype({c: float for c in EXACT})}
     path = render(out, floats, evaluation, seed_noise(deltas), cover, missing, suite,
-                  baselines=baselines(), min_n=MIN_N, selection=selection)
+                  baselines=flagged, min_n=MIN_N, selection=selection)
     write_tables(collected, out)
     if models is not None and protocol != "tasks":
         atomic_write_bytes(Path(out) / "models.csv", Path(models).read_bytes())

@@ -10,6 +10,8 @@ A board folder holds everything needed to rebuild its board exactly, without the
   ``acc_zs``, ``id_gain``, ``id_gain_norm``, ``ood_change`` they give;
 - ``not_scored.csv``: ``encoder, task, estimator, status, reason`` for every estimator a cell
   skipped or failed;
+- ``estimators.csv``: ``estimator, higher_is_better, baseline, version`` of every scored estimator, so the
+  board rebuilds from its tables without the plugins that scored it;
 - ``provenance.json``: suite, encoders, tasks, methods, seeds, cell counts, versions, newest date.
 
 An ``outcomes.csv`` written before the counts were stored (only the three deltas, 10 significant
@@ -34,6 +36,7 @@ SCORE_COLUMNS = ("encoder", "task", "estimator", "score", "seconds")
 OUTCOME_COLUMNS = ("encoder", "method", "task", "seed", "n_test", "correct_zs", "correct_ft", "acc_zs",
                    "id_gain", "id_gain_norm", "ood_num", "ood_den", "ood_change")
 NOT_SCORED_COLUMNS = ("encoder", "task", "estimator", "status", "reason")
+ESTIMATOR_COLUMNS = ("estimator", "higher_is_better", "baseline", "version")
 EXACT = ("acc_zs", "id_gain", "id_gain_norm", "ood_change")
 
 
@@ -78,7 +81,8 @@ def collect(results: Path) -> dict:
         "score_cells": len(score_cells), "n_train": sorted({r["n_train"] for r in score_cells}),
         "outcome_cells": len(outcome_cells), "versions": dict(sorted(versions.items())),
         "newest": max((r.get("date", "") for r in score_cells + outcome_cells), default="") or None}
-    return {"scores": _frame(rows, SCORE_COLUMNS, ["estimator", "encoder", "task"]),
+    scored = _frame(rows, SCORE_COLUMNS, ["estimator", "encoder", "task"])
+    return {"scores": scored, "estimators": describe_estimators(sorted(set(scored["estimator"]))),
             "outcomes": _frame([[m[c] for c in OUTCOME_COLUMNS] for m in measured], OUTCOME_COLUMNS,
                                ["encoder", "method", "task", "seed"]),
             "not_scored": _frame(missed, NOT_SCORED_COLUMNS, ["estimator", "encoder", "task"]),
@@ -92,6 +96,33 @@ def _outcome(d: dict) -> dict:
             "ood_den": d["ood_den"], "ood_change": d["ood_change"]}
 
 
+def describe_estimators(names: list[str], known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``ESTIMATOR_COLUMNS`` for ``names``: a board's own ``estimators.csv`` rows (``known``) first, else
+    the registry's declaration; InvalidInput for a name that is in neither (a plugin not loaded)."""
+    from estimators import ESTIMATORS
+
+    stored = {} if known is None else {r.estimator: r for r in known.itertuples()}
+    rows = []
+    for name in names:
+        if name in stored:
+            r = stored[name]
+            rows.append((name, _flag(r.higher_is_better), _flag(r.baseline), str(r.version)))
+        elif name in ESTIMATORS:
+            cls = ESTIMATORS.get(name)
+            rows.append((name, bool(cls.higher_is_better), bool(cls.baseline), str(cls.version)))
+        else:
+            raise InvalidInput(f"estimator {name!r} is not registered and the board has no estimators.csv row "
+                               f"for it: load its plugin (--plugins) or add the row")
+    return pd.DataFrame(rows, columns=list(ESTIMATOR_COLUMNS))
+
+
+def _flag(value) -> bool:
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "1", "0"):
+        raise InvalidInput(f"estimators.csv: {value!r} is not true or false")
+    return text in ("true", "1")
+
+
 def _frame(rows, columns, order) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns)).sort_values(order, kind="stable", ignore_index=True)
 
@@ -102,7 +133,7 @@ def write_tables(collected: dict, out: Path) -> None:
 
     outcomes = collected["outcomes"].astype({c: float for c in EXACT})
     for name, frame in (("scores", collected["scores"]), ("outcomes", outcomes),
-                        ("not_scored", collected["not_scored"])):
+                        ("not_scored", collected["not_scored"]), ("estimators", collected["estimators"])):
         atomic_write_bytes(Path(out) / f"{name}.csv", frame.to_csv(index=False).encode())
     atomic_write_bytes(Path(out) / "provenance.json",
                        (json.dumps(collected["provenance"], indent=1, sort_keys=True) + "\n").encode())
@@ -125,8 +156,11 @@ def read_tables(folder: Path) -> dict:
                   "score_cells": None, "n_train": None, "outcome_cells": len(outcomes), "versions": {}, "newest": None}
     if (folder / "provenance.json").is_file():
         provenance.update(json.loads((folder / "provenance.json").read_text()))
+    known = (_read_csv(folder / "estimators.csv", ESTIMATOR_COLUMNS, {"estimator": str, "version": str})
+             if (folder / "estimators.csv").is_file() else None)
     return {"scores": _frame(scores[list(SCORE_COLUMNS)].values.tolist(), SCORE_COLUMNS,
                              ["estimator", "encoder", "task"]),
+            "estimators": describe_estimators(sorted(set(scores["estimator"])), known),
             "outcomes": _counts_as_int(_frame(outcomes[list(OUTCOME_COLUMNS)].values.tolist(), OUTCOME_COLUMNS,
                                               ["encoder", "method", "task", "seed"])),
             "not_scored": _frame(not_scored[list(NOT_SCORED_COLUMNS)].values.tolist(), NOT_SCORED_COLUMNS,
