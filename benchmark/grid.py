@@ -354,6 +354,10 @@ def parse_seeds(text: str | None, suite: Suite) -> tuple[int, ...]:
         raise InvalidInput(f"--seeds takes comma-separated integers, got {text!r}") from None
     if any(s < 0 for s in seeds):
         raise InvalidInput(f"--seeds must be non-negative integers, got {text!r}")
+    if any(s >= 2**32 for s in seeds):
+        raise InvalidInput(f"--seeds must be below 2**32 (numpy and torch seeds), got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InvalidInput(f"--seeds lists a seed twice: {text!r}")
     return seeds
 
 

@@ -86,6 +86,12 @@ def watched(what: str, time_limit: float | None, notice_after: float, log):
             signal.signal(signal.SIGALRM, previous)
 
 
+def one_task(embs: dict[str, EmbeddingSet]) -> bool:
+    """Whether the EmbeddingSets are of one task sample: the same labels in the same order."""
+    first = next(iter(embs.values()))
+    return all(e.labels.shape == first.labels.shape and np.array_equal(e.labels, first.labels) for e in embs.values())
+
+
 def score_all(embs: dict[str, EmbeddingSet], names: list[str], random_state: int = 0, check_sizes: bool = True,
               time_limit: float | None = None, notice_after: float = NOTICE_AFTER_S, log=None,
               ) -> tuple[list[Score], list[NotScored]]:
@@ -103,10 +109,11 @@ def score_all(embs: dict[str, EmbeddingSet], names: list[str], random_state: int
     for name in names:
         estimator = get_estimator(name, random_state=random_state)
         if estimator.pool_relative:
-            groups = [embs] if len(embs) >= 2 else []
-            if not groups:
-                missed += [NotScored(k, name, "skipped", "pool-relative: needs the embeddings of at least 2 encoders")
-                           for k in embs]
+            reason = ("pool-relative: needs the embeddings of at least 2 encoders" if len(embs) < 2 else
+                      None if one_task(embs) else
+                      "pool-relative: the embeddings are not of one task (their labels differ)")
+            groups = [] if reason else [embs]
+            missed += [NotScored(k, name, "skipped", reason) for k in embs] if reason else []
         else:
             groups = [{k: e} for k, e in embs.items()]
         for group in groups:

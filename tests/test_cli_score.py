@@ -96,3 +96,40 @@ def test_not_an_npz_file(tmp_path, capsys):
 def test_unknown_estimator_suggests_a_name(npz, capsys):
     assert main(["score", "--embeddings", str(npz), "--estimators", "logmee"]) == 2
     assert "did you mean 'logme'" in capsys.readouterr().err
+
+
+def test_issue_21_inputs_that_crashed_are_one_line(tmp_path, capsys):
+    """A non-numeric logit_scale in an npz, and seeds numpy and torch cannot take."""
+    from benchmark.cli import main
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "bad_scale.npz"
+    np.savez(path, image_features=rng.normal(size=(20, 8)), labels=np.repeat(np.arange(4), 5),
+             logit_scale=np.array("high"))
+    assert main(["score", "--embeddings", str(path)]) == 2
+    assert "logit_scale must be a number" in capsys.readouterr().err
+    assert main(["run", "--suite", "smoke", "--seeds", "5000000000", "--out", str(tmp_path / "r")]) == 2
+    assert "--seeds must be below 2**32" in capsys.readouterr().err
+    assert main(["run", "--suite", "smoke", "--seeds", "0,0", "--out", str(tmp_path / "r")]) == 2
+    assert "lists a seed twice" in capsys.readouterr().err
+    assert main(["finetune", "--encoder", "smoke", "--method", "full", "--task", "digits", "--seed", "5000000000",
+                 "--suite", "smoke", "--out", str(tmp_path / "r")]) == 2
+    assert "--seed must be below 2**32" in capsys.readouterr().err
+    suite = tmp_path / "big_seed.json"
+    suite.write_text('{"encoders": ["smoke"], "tasks": ["digits"], "methods": ["full"], "seeds": [5000000000]}')
+    assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "r")]) == 2
+    assert "0..2**32-1" in capsys.readouterr().err
+
+
+def test_files_of_different_tasks_are_not_pooled(tmp_path):
+    """Issue 21: NCTI over embeddings of different tasks is meaningless; it is skipped with the reason."""
+    from benchmark.scoring import score_all
+    from estimators.checks import synthetic
+
+    a, b = synthetic("separable", seed=1), synthetic("separable", n_classes=3, seed=2)
+    scores, missed = score_all({"a": a, "b": b}, ["ncti", "iimm"])
+    assert {s.estimator for s in scores} == {"iimm"}
+    assert {(m.estimator, m.status) for m in missed} == {("ncti", "skipped")}
+    assert "not of one task" in missed[0].reason
+    scores, missed = score_all({"a": a, "c": synthetic("overlapping", seed=3)}, ["ncti"])
+    assert len(scores) == 2 and missed == []

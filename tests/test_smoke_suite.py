@@ -63,6 +63,10 @@ def test_partial_results_give_a_partial_leaderboard(run_dir, tmp_path, capsys):
     assert "**PARTIAL**" in (partial / "leaderboard.md").read_text()
 
 
-def test_empty_results_folder(tmp_path, capsys):
-    assert main(["leaderboard", "--results", str(tmp_path)]) == 0
-    assert "no score cells" in capsys.readouterr().err
+def test_a_folder_without_cells_or_a_file_is_bad_input(tmp_path, capsys):
+    """Issue 21: an empty or wrong folder is an error, not a board that says "missing no ... outcomes"."""
+    assert main(["leaderboard", "--results", str(tmp_path)]) == 2
+    assert "holds no result cells" in capsys.readouterr().err
+    (tmp_path / "f.txt").write_text("x")
+    assert main(["leaderboard", "--results", str(tmp_path / "f.txt")]) == 2
+    assert "is a file, not a results folder" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.cli.options import data_options, suite_help, task_id, writable_cache
+from estimators import InvalidInput
 
 
 def add_parser(sub) -> None:
@@ -37,6 +38,8 @@ def command(args) -> int:
     task = task_id(args.task)
     check_encoder_id(args.encoder)
     at_least("--seed", args.seed, 0)
+    if args.seed >= 2**32:
+        raise InvalidInput(f"--seed must be below 2**32 (numpy and torch seeds), got {args.seed}")
     check_device(args.device)
     out = ensure_writable(Path(args.out or Path("results") / suite.name), "--out")
     writable_cache(args.cache_dir)

@@ -51,6 +51,7 @@ def command(args) -> int:
     from pathlib import Path
 
     from benchmark.cli.board import build_board
+    from benchmark.evaluation.tables import NO_OUTCOMES
     from benchmark.grid import narrow, parse_seeds, run_suite
     from benchmark.suites import get_suite
     from estimators import ESTIMATORS
@@ -73,7 +74,7 @@ def command(args) -> int:
         top = summary[summary["outcome"] == RANK_BY].head(10)
         print(f"\ntop estimators by mean oriented Spearman ρ on {RANK_BY} (95% interval, rank band):")
         print(top[["rank", "estimator", "rho", "rho_lo", "rho_hi", "rank_lo", "rank_hi"]].to_string(index=False))
-    missing = [m for m in board["missing"] if not (args.no_finetune and m == "no fine-tuning outcomes")]
+    missing = [m for m in board["missing"] if not (args.no_finetune and m == NO_OUTCOMES)]
     if missing:
         log(f"partial results: missing {'; '.join(missing)}")
     print(f"\nleaderboard: {board['path']}  (results: {out})")

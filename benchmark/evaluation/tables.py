@@ -37,6 +37,7 @@ OUTCOME_COLUMNS = ("encoder", "method", "task", "seed", "n_test", "correct_zs", 
                    "id_gain", "id_gain_norm", "ood_num", "ood_den", "ood_change")
 NOT_SCORED_COLUMNS = ("encoder", "task", "estimator", "status", "reason")
 ESTIMATOR_COLUMNS = ("estimator", "higher_is_better", "baseline", "version")
+NO_SCORES, NO_OUTCOMES = "every score cell (none computed yet)", "every fine-tuning cell (none computed yet)"
 EXACT = ("acc_zs", "id_gain", "id_gain_norm", "ood_change")
 
 
@@ -52,12 +53,17 @@ def collect(results: Path) -> dict:
     """``{"scores", "outcomes", "not_scored", "provenance"}`` from the cells of a results folder;
     the outcomes' ``EXACT`` columns hold ``fractions.Fraction`` values (``exact_deltas``)."""
     results = Path(results)
+    if results.is_file():
+        raise InvalidInput(f"--results {results} is a file, not a results folder (written by `run`)")
     if not results.is_dir():
         raise InvalidInput(f"results folder {results} does not exist")
     score_cells = _latest(read_all(results, "scores"), lambda r: (r["encoder"], r["task"]))
     pool_cells = _latest(read_all(results, "pool_scores"), lambda r: r["task"])
     outcome_cells = _latest(read_all(results, "outcomes"),
                             lambda r: (r["encoder"], r["method"], r["target"], r["seed"]))
+    if not (score_cells or pool_cells or outcome_cells):
+        raise InvalidInput(f"{results} holds no result cells (no scores/ or outcomes/ files): point --results at "
+                           f"a folder written by `run`")
     rows = [(r["encoder"], r["task"], name, v["score"], v["seconds"])
             for r in score_cells for name, v in r["scores"].items()]
     rows += [(encoder, p["task"], name, v["score"], v["seconds"])
@@ -243,9 +249,9 @@ def completeness(collected: dict) -> list[str]:
     """What is missing for a full grid over the encoders, tasks, methods and seeds present."""
     scores, outcomes, not_scored = collected["scores"], collected["outcomes"], collected["not_scored"]
     grid = set(zip(scores["encoder"], scores["task"])) | set(zip(not_scored["encoder"], not_scored["task"]))
-    missing = [] if grid else ["no score cells"]
+    missing = [] if grid else [NO_SCORES]
     if outcomes.empty:
-        return missing + ["no fine-tuning outcomes"]
+        return missing + [NO_OUTCOMES]
     methods, seeds = sorted(set(outcomes["method"])), sorted(set(outcomes["seed"]))
     have = set(zip(outcomes["encoder"], outcomes["task"], outcomes["method"], outcomes["seed"]))
     absent = [(e, t, m, s) for e, t in sorted(grid) for m in methods for s in seeds if (e, t, m, s) not in have]

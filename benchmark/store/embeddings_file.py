@@ -80,7 +80,10 @@ def load_npz(path: str | Path) -> EmbeddingSet:
         if key in arrays:
             if arrays[key].size != 1:
                 raise InvalidInput(f"{path}: {key} must be a single number; got shape {arrays[key].shape}")
-            scalars[key] = float(arrays[key].reshape(()))
+            try:
+                scalars[key] = float(arrays[key].reshape(()))
+            except (TypeError, ValueError):
+                raise InvalidInput(f"{path}: {key} must be a number; got {arrays[key].reshape(())!r}") from None
     text, labels = arrays.get("text_features"), arrays["labels"]
     if text is not None and text.ndim == 2 and labels.size and labels.dtype.kind in "iu" \
             and labels.max() >= text.shape[0]:

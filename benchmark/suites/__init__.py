@@ -101,8 +101,8 @@ def read_suite(path: Path) -> Suite:
     _expect(path, spec, "tasks", _names(spec["tasks"]), "a non-empty list of distinct task names or task files")
     _expect(path, spec, "methods", _names(spec["methods"]), "a non-empty list of distinct method names")
     _expect(path, spec, "seeds", isinstance(spec["seeds"], list) and spec["seeds"] and all(
-        _is_int(s) and s >= 0 for s in spec["seeds"]) and len(set(spec["seeds"])) == len(spec["seeds"]),
-            "a non-empty list of distinct integers >= 0")
+        _is_int(s) and 0 <= s < 2**32 for s in spec["seeds"]) and len(set(spec["seeds"])) == len(spec["seeds"]),
+            "a non-empty list of distinct integers in 0..2**32-1 (numpy and torch seeds)")
     for key in ("n_train", "n_test"):
         _expect(path, spec, key, spec[key] is None or (_is_int(spec[key]) and spec[key] >= 1),
                 "null (the whole split) or an integer >= 1")
