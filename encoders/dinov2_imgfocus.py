@@ -23,7 +23,7 @@ onnxruntime) and names each one for ``transformers.Dinov2Model`` (the exporter's
 
 These are the names of the exporting transformers 4 (``attention.attention.{query,key,value}``,
 ``attention.output.dense``), as the cache stores them; ``build_trunk`` renames them to the installed
-layout (transformers 5: ``attention.{q,k,v,o}_proj``, which ``benchmark.tuned.attention_projections``
+layout (transformers 5: ``attention.{q,k,v,o}_proj``, which ``benchmark.finetune.tuned.attention_projections``
 finds for the ``attention`` and ``lora`` methods). The trunk is a ``Dinov2Model`` built from ``CONFIG``
 (no mask token: the graph has none; 22,056,192 parameters) and loaded strictly. At 224 px it
 interpolates the 37 x 37 position grid to 16 x 16 in every forward pass (bicubic,

@@ -138,15 +138,15 @@ def test_the_port_is_cached_by_the_graphs_sha256_and_reread_without_onnx(encoder
 
 @needs_zoo
 def test_attention_and_lora_find_the_query_key_value_projections(encoder):
-    from benchmark.tuned import attention_projections
+    from benchmark.finetune.tuned import attention_projections
 
     found = attention_projections(encoder.model)
     roles = sorted({(p.name.rsplit(".", 1)[-1], tuple(p.rows)) for p in found})
     assert len(found) == 36 and roles == [("k_proj", ("k",)), ("q_proj", ("q",)), ("v_proj", ("v",))]
     assert found[0].name.startswith("visual.encoder.layer.0.attention.")
-    from benchmark.methods import get_method
+    from benchmark.finetune.methods import get_method
+    from benchmark.finetune.tuned import trainable_counts
     from benchmark.suites import get_suite
-    from benchmark.tuned import trainable_counts
     from tasks import get_task
 
     head = 768 * 6 + 6
@@ -203,7 +203,7 @@ def test_a_probe_on_a_small_sample_is_well_above_chance(encoder):
 
 @needs_zoo
 def test_a_linear_cell_runs_on_the_cached_embeddings(encoder, cache, tmp_path):
-    from benchmark.outcomes import run_outcome
+    from benchmark.finetune.outcomes import run_outcome
     from benchmark.suites import get_suite
 
     _load(TASK, "train", N_TRAIN)
