@@ -170,3 +170,21 @@ def test_no_subcommand_imports_another_and_only_commands_import_the_cli():
     outside = [f"{a} -> {b}" for a, (every, _, _) in found.items() if not is_command(a)
                for b in every if is_command(b)]
     assert outside == []
+
+
+def test_every_import_of_the_project_names_a_module_that_exists():
+    """Function-level imports too (the ones a test run may never reach), in the code and the tests."""
+    found = set(modules())
+    wrong = []
+    for path in sorted([*(ROOT / p for p in PACKAGES), ROOT / "tests"]):
+        for file in sorted(path.rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text())):
+                if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                wrong += [f"{file.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                          if n.split(".")[0] in PACKAGES and n not in found]
+    assert wrong == []
