@@ -144,6 +144,31 @@ def score_path(ctx: Context, cell: Cell) -> Path:
     return cell_path(ctx.out, "scores", f"{cell.encoder}__{cell.task}", score_spec(ctx, cell))
 
 
+def stored_score_cell(ctx: Context, cell: Cell) -> tuple[Path, dict] | None:
+    """The stored score cell of this (encoder, task) sample, whatever estimators it was scored with
+    (the newest if several): score cells are addressed per estimator inside one file, so adding an
+    estimator extends the cell instead of starting a second generation beside it."""
+    spec = score_spec(ctx, cell)
+    same = {k: v for k, v in spec.items() if k != "estimators"}
+    found = []
+    for path in sorted((Path(ctx.out) / "scores").glob(f"{score_path(ctx, cell).name.rsplit('__', 1)[0]}__*.json")):
+        record = read_cell(path, remove_damaged=True)
+        if record is not None and {k: v for k, v in record["spec"].items() if k != "estimators"} == same:
+            found.append((record.get("date", ""), path, record))
+    return max(found, key=lambda f: f[0])[1:] if found else None
+
+
+def covers(record: dict, ctx: Context) -> bool:
+    """Whether a stored score cell holds every selected estimator at its current version."""
+    versions = record["spec"].get("estimators", {})
+    return all(versions.get(n) == estimator_class(n).version for n in ctx.cell_estimators)
+
+
+def stored_score_record(ctx: Context, cell: Cell) -> dict | None:
+    found = stored_score_cell(ctx, cell)
+    return found[1] if found is not None and covers(found[1], ctx) else None
+
+
 def embed_pair(ctx: Context, encoder_name: str, task_id: str):
     """The cached (train, test) EmbeddingSets of one cell."""
     from encoders.base import shared_encoder
@@ -161,28 +186,49 @@ def score_cell(ctx: Context, cell: Cell) -> dict:
     from tasks import TaskUnavailable
 
     prepare_worker(ctx)
-    path = score_path(ctx, cell)
-    if (done := read_cell(path)) is not None:
-        return done
+    earlier = stored_score_cell(ctx, cell)
+    if earlier is not None and covers(earlier[1], ctx):
+        return earlier[1]
     try:
         train, test = embed_pair(ctx, cell.encoder, cell.task)
     except TaskUnavailable as exc:
         return {"unavailable": str(exc), "task": cell.task}
-    scores, missed = score_all({cell.encoder: train}, ctx.cell_estimators, random_state=ctx.suite.seeds[0],
-                                        check_sizes=False, time_limit=ctx.estimator_timeout)
+    # only the estimators the stored cell lacks (or holds at another version) are computed
+    kept = _kept_entries(earlier[1], ctx) if earlier is not None else {}
+    todo = [n for n in ctx.cell_estimators if n not in kept.get("versions", {})]
+    scores, missed = score_all({cell.encoder: train}, todo, random_state=ctx.suite.seeds[0],
+                               check_sizes=False, time_limit=ctx.estimator_timeout)
     n_classes = get_task(cell.task).n_classes
     record = {"suite": ctx.suite.name, "encoder": cell.encoder, "task": cell.task, "n_classes": n_classes,
               "n_train": train.n,
               "n_test": test.n, "chance": 1.0 / n_classes,
               "zero_shot_acc_test": (None if test.text is None
                                      else zero_shot_accuracy(test.image, test.labels, test.text)),
-              "scores": {s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores},
-              "skipped": {s.estimator: s.reason for s in missed if s.status == "skipped"},
-              "failed": {s.estimator: s.reason for s in missed if s.status == "failed"},
+              "scores": {**kept.get("scores", {}),
+                         **{s.estimator: {"score": s.score, "seconds": s.seconds} for s in scores}},
+              "skipped": {**kept.get("skipped", {}),
+                          **{s.estimator: s.reason for s in missed if s.status == "skipped"}},
+              "failed": {**kept.get("failed", {}), **{s.estimator: s.reason for s in missed if s.status == "failed"}},
               "source": {"train": train.meta.get("source"), "test": test.meta.get("source")},
               "versions": train.meta.get("versions", {})}
-    write_cell(path, score_spec(ctx, cell), record)
+    spec = score_spec(ctx, cell)
+    spec["estimators"] = dict(sorted({**kept.get("versions", {}), **spec["estimators"]}.items()))
+    path = cell_path(ctx.out, "scores", f"{cell.encoder}__{cell.task}", spec)
+    write_cell(path, spec, record)
+    if earlier is not None and earlier[0] != path:
+        earlier[0].unlink(missing_ok=True)  # one generation per cell: the extended cell replaces it
     return read_cell(path)
+
+
+def _kept_entries(record: dict, ctx: Context) -> dict:
+    """What a stored score cell keeps when it is extended: every estimator's entry whose version is the
+    current one (or that this run did not select), by kind, with those versions."""
+    versions = record["spec"].get("estimators", {})
+    selected = set(ctx.cell_estimators)
+    keep = {n for n, v in versions.items() if n not in selected or v == estimator_class(n).version}
+    return {"versions": {n: versions[n] for n in keep},
+            **{kind: {n: v for n, v in record.get(kind, {}).items() if n in keep}
+               for kind in ("scores", "skipped", "failed")}}
 
 
 def pool_spec(ctx: Context, task_id: str, encoder_ids: list[str]) -> dict:
@@ -226,7 +272,7 @@ def run_missing(fn, cells: list, stored: dict, n_jobs: int, backend: str, schedu
 def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = "loky",
                scheduler: str | None = None, log=print) -> tuple[list[dict], list[dict]]:
     """Run the score cells not yet on disk, then the pool-relative ones; return (cells, pools)."""
-    stored = stored_records(cells, functools.partial(score_path, ctx))
+    stored = {c: stored_score_record(ctx, c) for c in cells}
     done = sum(r is not None for r in stored.values())
     log(f"{len(cells)} score cells planned ({done} already done): {len({c.encoder for c in cells})} encoder(s) x "
         f"{len({c.task for c in cells})} task(s), {len(ctx.estimators)} estimators, "
