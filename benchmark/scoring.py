@@ -125,7 +125,7 @@ def score_all(embs: dict[str, EmbeddingSet], names: list[str], random_state: int
             except MissingNeeds as exc:
                 missed += [NotScored(k, name, "skipped", str(exc)) for k in group]
                 continue
-            except Exception as exc:  # one estimator's failure must not sink the others
+            except (Exception, SystemExit) as exc:  # one estimator's failure must not sink the others
                 missed += [NotScored(k, name, "failed", one_line(exc)) for k in group]
                 continue
             scores += [Score(k, name, v, seconds) for k, v in values.items()]

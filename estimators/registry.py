@@ -84,7 +84,7 @@ class Registry:
         for ep in entry_points(group=self.entry_point_group) if self.entry_point_group else ():
             try:
                 ep.load()
-            except Exception as exc:  # a broken plugin must never break the harness
+            except (Exception, SystemExit) as exc:  # a broken plugin must never break the harness
                 msg = f"skipped {self.kind} plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}"
                 self.plugin_errors.append(msg)
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
@@ -146,13 +146,13 @@ def import_plugin(spec: str) -> None:
         sys.modules[module_name] = module
         try:
             loader_spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             del sys.modules[module_name]
             raise InvalidInput(f"plugin {spec} failed to import: {type(exc).__name__}: {exc}") from None
         return
     try:
         importlib.import_module(spec)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise InvalidInput(f"plugin module {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
 
 

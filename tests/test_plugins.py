@@ -135,3 +135,30 @@ def test_the_readmes_contract_snippet_checks_its_example(monkeypatch):
         exec(snippet, namespace)  # check_estimator("fisher_ratio") passes, the decorator builds its cases
         cases = namespace["test_contract"].pytestmark[0].args[1]
         assert {check.__name__ for _, check in cases} >= {"check_metadata", "check_invariant_to_sample_order"}
+
+
+def test_a_plugin_that_calls_sys_exit_is_reported_like_any_failing_plugin(tmp_path, capsys):
+    """Issue 21: `sys.exit(3)` at import, or inside compute, is one line, not a silent exit."""
+    from benchmark.cli import main
+    from estimators import ESTIMATORS
+    from estimators.checks import synthetic
+
+    at_import = tmp_path / "exits.py"
+    at_import.write_text("import sys\nsys.exit(3)\n")
+    npz = tmp_path / "e.npz"
+    emb = synthetic("separable")
+    np.savez(npz, image_features=emb.image, labels=emb.labels)
+    assert main(["score", "--embeddings", str(npz), "--plugins", str(at_import)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exits.py failed to import: SystemExit: 3" in err
+    in_compute = tmp_path / "exits_in_compute.py"
+    in_compute.write_text(
+        "import sys\nfrom estimators import Estimator, register_estimator\n\n\n"
+        "@register_estimator('exits_in_compute')\nclass Exits(Estimator):\n"
+        "    \"\"\"Calls sys.exit while scoring (a test plugin).\"\"\"\n"
+        "    def compute(self, emb):\n        sys.exit(3)\n")
+    with ESTIMATORS.scoped():
+        assert main(["score", "--embeddings", str(npz), "--plugins", str(in_compute),
+                     "--estimators", "exits_in_compute,knn"]) == 2
+    err = capsys.readouterr().err
+    assert "exits_in_compute failed: SystemExit: 3" in err
