@@ -35,7 +35,11 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` scaled to unit length (float32). Zero rows are an error."""
     x = np.asarray(x, dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if not np.all(np.isfinite(norms)):
+        raise InvalidInput(f"{int(np.sum(~np.isfinite(norms)))} feature row(s) are too large to normalise "
+                           f"(norm overflows float64, largest |value| {np.max(np.abs(x)):.3g}): rescale the features")
     if np.any(norms == 0):
         raise InvalidInput(f"{int(np.sum(norms == 0))} feature row(s) are all zero and cannot be L2-normalised")
     return (x / norms).astype(np.float32)

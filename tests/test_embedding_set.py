@@ -46,3 +46,13 @@ def test_bad_input_names_the_problem(kwargs, message):
     with pytest.raises(InvalidInput, match=message) as info:
         EmbeddingSet.create(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_features_whose_norm_overflows_are_refused_in_one_line():
+    """Issue 21: rows near 1e300 used to be zeroed by normalisation and scored with RuntimeWarnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidInput, match="too large to normalise"):
+            EmbeddingSet.create(np.full((6, 4), 1e300), np.repeat(np.arange(3), 2))
