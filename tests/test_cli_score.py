@@ -133,3 +133,27 @@ def test_files_of_different_tasks_are_not_pooled(tmp_path):
     assert "not of one task" in missed[0].reason
     scores, missed = score_all({"a": a, "c": synthetic("overlapping", seed=3)}, ["ncti"])
     assert len(scores) == 2 and missed == []
+
+
+def test_an_npy_format_3_header_is_refused_before_loading(tmp_path, capsys):
+    """Issue 21: a format 3.0 member claiming 1e11 rows used to reach the allocator."""
+    import io
+    import zipfile
+
+    from benchmark.cli import main
+
+    def member(array_header: dict, version=(1, 0)) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_2_0(buf, array_header)  # writes a 2.0 header ...
+        raw = bytearray(buf.getvalue())
+        raw[6:8] = bytes(version)  # ... relabelled as the version under test
+        return bytes(raw)
+
+    path = tmp_path / "v3.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("image_features.npy", member({"shape": (10**11, 8), "fortran_order": False,
+                                                 "descr": "<f4"}, (3, 0)))
+        z.writestr("labels.npy", member({"shape": (10**11,), "fortran_order": False, "descr": "<i8"}, (3, 0)))
+    assert main(["score", "--embeddings", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is stored in .npy format 3.0" in err and err.count("\n") == 1

@@ -28,8 +28,9 @@ def _headers(path: Path, keys: list[str]) -> dict[str, tuple[tuple[int, ...], np
             info = archive.getinfo(f"{key}.npy")
             with archive.open(info) as f:
                 version = np.lib.format.read_magic(f)
-                if version not in readers:
-                    continue
+                if version not in readers:  # 3.0 (utf-8 field names) is never needed for features
+                    raise InvalidInput(f"{path}: {key} is stored in .npy format {version[0]}.{version[1]}; "
+                                       f"save it with numpy's default format (1.0 or 2.0)")
                 shape, _, dtype = readers[version](f)
                 payload = info.file_size - f.tell()
             nbytes = math.prod(shape) * dtype.itemsize
