@@ -157,3 +157,13 @@ def test_an_npy_format_3_header_is_refused_before_loading(tmp_path, capsys):
     assert main(["score", "--embeddings", str(path)]) == 2
     err = capsys.readouterr().err
     assert "is stored in .npy format 3.0" in err and err.count("\n") == 1
+
+
+def test_a_negative_random_state_and_a_folder_of_embeddings_are_one_line(tmp_path, capsys):
+    """Issue 21's smaller gaps: checked up front, named plainly."""
+    from benchmark.cli import main
+
+    assert main(["score", "--embeddings", str(tmp_path), "--random-state", "-1"]) == 2
+    assert "--random-state must be at least 0, got -1" in capsys.readouterr().err
+    assert main(["score", "--embeddings", str(tmp_path)]) == 2
+    assert "is a folder; --embeddings takes .npz files" in capsys.readouterr().err

@@ -30,6 +30,9 @@ def command(args) -> int:
 
     from benchmark.scoring import score_all
     from benchmark.store.embeddings_file import load_npz
+    from benchmark.store.validate import at_least
+
+    at_least("--random-state", args.random_state, 0)
 
     names = select_estimators(args.estimators)
     embs = {path: load_npz(path) for path in args.embeddings}

@@ -60,6 +60,7 @@ def command(args) -> int:
         check_encoder_id(name)
     at_least("--n", args.n, 1)
     at_least("--seed", args.seed, 0)
+    at_least("--random-state", args.random_state, 0)
     check_device(args.device)
     writable_cache(args.cache_dir)
     report = select_encoders(task, encoders, select_estimators(args.estimators), n=args.n, seed=args.seed,

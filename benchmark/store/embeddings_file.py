@@ -58,6 +58,8 @@ def load_npz(path: str | Path) -> EmbeddingSet:
     source classifier, e.g. its ImageNet head, for LEEP and NCE); rows are L2-normalised as in
     the pipeline."""
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder; --embeddings takes .npz files (e.g. {path}/*.npz)")
     if not path.is_file():
         raise InvalidInput(f"{path}: no such file")
     if not zipfile.is_zipfile(path):
