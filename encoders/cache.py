@@ -61,8 +61,14 @@ def write_error(path: Path, exc: OSError) -> WriteError:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a hidden temp file in the same folder and ``os.replace``.
-    The file gets the umask's permissions; an OSError becomes a one-line ``WriteError``."""
+    The file gets the umask's permissions; an OSError becomes a one-line ``WriteError``. A file that
+    already holds exactly ``data`` is left alone (a rerun that changes nothing touches nothing)."""
     path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass  # unreadable: write it anew
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

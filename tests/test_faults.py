@@ -361,8 +361,8 @@ def test_a_full_disk_is_one_line(scored, tmp_path):
                   "--cache-dir", str(tmp_path / "cache")),
             start(*SMOKE, "--tasks", "digits", "--estimators", "iimm", "--n-jobs", "1", "--out", str(tmp_path / "b"),
                   "--cache-dir", str(scored[1])),
-            start("leaderboard", "--results", str(board))]
-    for proc, where in zip(runs, [tmp_path / "cache", tmp_path / "b" / "scores", board]):
+            start("leaderboard", "--results", str(board), "--out", str(tmp_path / "fresh_board"))]
+    for proc, where in zip(runs, [tmp_path / "cache", tmp_path / "b" / "scores", tmp_path / "fresh_board"]):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, err
         one_error_line(err.splitlines()[-1] + "\n", f"cannot write {where}")

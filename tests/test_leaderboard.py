@@ -289,3 +289,13 @@ def test_a_board_with_a_plugin_estimator_rebuilds_from_its_tables_without_the_pl
     (board / "estimators.csv").write_text((mini / "estimators.csv").read_text())  # the plugin's row gone
     with pytest.raises(InvalidInput, match="'my_plugin' is not registered and the board has no estimators.csv row"):
         build_board(board, tmp_path / "c", n_boot=50, from_tables=True)
+
+
+def test_a_rebuild_that_changes_nothing_touches_no_file(tmp_path):
+    """Issue 21: a board file is written only when its bytes change (modification times stay)."""
+    results = tmp_path / "results"
+    write_results(results)
+    build_board(results, tmp_path / "board", n_boot=20)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "board").rglob("*") if p.is_file()}
+    build_board(results, tmp_path / "board", n_boot=20)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "board").rglob("*") if p.is_file()} == stamps
