@@ -145,7 +145,9 @@ def open_clip_encoder(arch: str, pretrained: str | None = None, device: str = "c
         encoder_id, weights_tag = f"open_clip:{arch}/{pretrained}", pretrained + ("+quick_gelu" if quick_gelu else "")
 
     downloads = weights.kind in ("hub", "url")
-    with torch.random.fork_rng(devices=[]), _quiet(downloads):
+    # quiet: a download's error logging (we raise one line instead), or random init's "No pretrained
+    # weights loaded" warning, which every worker of every smoke run printed across the progress bar
+    with torch.random.fork_rng(devices=[]), _quiet(downloads or pretrained is None):
         try:  # first: it fails fastest where a download is needed (hf-hub, SigLIP's HF tokenizer)
             tokenizer = open_clip.get_tokenizer(arch)
         except (RuntimeError, OSError) as exc:
@@ -281,7 +283,7 @@ def _needs_download(encoder_id: str, what: str, exc: Exception) -> str:
 
 @contextlib.contextmanager
 def _quiet(active: bool):
-    """Silence open_clip's and huggingface_hub's download error logging (we raise one line instead)."""
+    """Silence open_clip's and huggingface_hub's logging (up to errors) while ``active``."""
     previous = logging.root.manager.disable
     if active:
         logging.disable(logging.ERROR)

@@ -233,3 +233,14 @@ def test_gpu_feeding_workers_give_the_same_pixels_in_the_same_order():
     got = list(worker_batches(preprocess, images, batches, workers=2, pin_memory=False))
     assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
     assert all(torch.equal(g, e) for g, e in zip(got, expected))
+
+
+def test_a_random_init_encoder_builds_without_log_noise(caplog):
+    """Issue 21: open_clip's "No pretrained weights loaded" warning broke every smoke run's progress bar."""
+    import logging
+
+    from encoders import get_encoder
+
+    with caplog.at_level(logging.DEBUG):
+        get_encoder("smoke")
+    assert not [r for r in caplog.records if "pretrained" in r.getMessage()]
