@@ -112,7 +112,7 @@ def test_a_minimal_suite_file_takes_the_documented_defaults(tmp_path):
     ({"encoders": ["smoke"], "tasks": ["nowhere.json"]}, "tasks", None),
     ({"encoders": ["smoke"], "tasks": ["digits", "digits"]}, "tasks", "distinct"),
     ({"encoders": ["smoke"], "tasks": ["digits"], "methods": ["lorra"]}, "methods", "did you mean 'lora'?"),
-    ({"encoders": ["smoke"], "tasks": ["digits"], "seeds": [0, -1]}, "seeds", "integers >= 0"),
+    ({"encoders": ["smoke"], "tasks": ["digits"], "seeds": [0, -1]}, "seeds", "integers in 0..2**32-1"),
     ({"encoders": ["smoke"], "tasks": ["digits"], "n_train": 0}, "n_train", "null (the whole split) or an integer"),
     ({"encoders": ["smoke"], "tasks": ["digits"], "prompts": "all"}, "prompts", "one of ensemble, single"),
     ({"encoders": ["smoke"], "tasks": ["digits"], "finetune": {"lr": -1}}, "finetune.lr", "must be a number > 0"),
