@@ -281,6 +281,11 @@ def run_scores(ctx: Context, cells: list[Cell], n_jobs: int = 1, backend: str = 
     for task, reason in sorted(unavailable_tasks(ctx, records).items()):
         log(f"skipped task {task}: {reason}")
     results = [r for r in records if "unavailable" not in r]
+    wanted = {"train": ctx.suite.n_train, "test": ctx.suite.n_test}
+    for task, split, n in sorted({(r["task"], s, r[f"n_{s}"]) for r in results for s in wanted
+                                  if wanted[s] is not None and r[f"n_{s}"] < wanted[s]}):
+        log(f"task {task}: its {split} split has {n} images, fewer than n_{split}={wanted[split]}; "
+            f"all of them are used")
     by_task: dict[str, list[str]] = {}
     for r in results:
         by_task.setdefault(r["task"], []).append(r["encoder"])

@@ -192,7 +192,8 @@ def test_run_takes_any_encoder_id_and_a_task_file_on_the_command_line(tmp_path, 
                      "--cache-dir", str(tmp_path / "cache")]) == 0
         cells = sorted(p.name.rsplit("__", 1)[0] for p in (tmp_path / "out" / "scores").glob("*.json"))
         assert cells == ["open_clip-tb-smoke__colours", "open_clip-tb-smoke__digits"]
-        capsys.readouterr()
+        # the folder's 9 train images are fewer than the suite's n_train: said once (issue 21)
+        assert capsys.readouterr().err.count("task colours: its train split has 9 images, fewer than n_train=100") == 1
         assert "no task of suite 'smoke' matches 'cifar*'" in _run_error(tmp_path, capsys, "--tasks", "cifar*")
         assert "unknown encoder 'open_clp:tb-smoke'" in _run_error(tmp_path, capsys, "--encoders", "open_clp:tb-smoke")
 
