@@ -70,3 +70,12 @@ def test_a_folder_without_cells_or_a_file_is_bad_input(tmp_path, capsys):
     (tmp_path / "f.txt").write_text("x")
     assert main(["leaderboard", "--results", str(tmp_path / "f.txt")]) == 2
     assert "is a file, not a results folder" in capsys.readouterr().err
+
+
+def test_run_ends_with_the_boards_own_top_rows():
+    """Issue 21: the summary is the board's ranking table, in the board's format, not a raw pandas table."""
+    from benchmark.cli.run import top_of_board
+
+    page = "# b\n\n## Title\n\n| # | e |\n|---|---|\n| 1 | a |\n| 2 | b |\n| 3 | c |\n\nnotes\n"
+    assert top_of_board(page, "Title", rows=2) == "Title\n| # | e |\n|---|---|\n| 1 | a |\n| 2 | b |\n" \
+                                                   "... (1 more rows on the board)"

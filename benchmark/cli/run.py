@@ -55,7 +55,7 @@ def command(args) -> int:
     from benchmark.grid import narrow, parse_seeds, run_suite
     from benchmark.suites import get_suite
     from estimators import ESTIMATORS
-    from leaderboard.render import RANK_BY
+    from leaderboard.render import RANK_BY, TITLES
 
     log = functools.partial(print, file=sys.stderr)
     methods = "*" if args.methods in ("all", "") else args.methods
@@ -70,12 +70,17 @@ def command(args) -> int:
     board = build_board(out, out, suite=suite.name)
     print(done["zero_shot"])
     if board["evaluation"] is not None:
-        summary = board["evaluation"].summary
-        top = summary[summary["outcome"] == RANK_BY].head(10)
-        print(f"\ntop estimators by mean oriented Spearman ρ on {RANK_BY} (95% interval, rank band):")
-        print(top[["rank", "estimator", "rho", "rho_lo", "rho_hi", "rank_lo", "rank_hi"]].to_string(index=False))
+        print("\n" + top_of_board(Path(board["path"]).read_text(), TITLES[RANK_BY]))
     missing = [m for m in board["missing"] if not (args.no_finetune and m == NO_OUTCOMES)]
     if missing:
         log(f"partial results: missing {'; '.join(missing)}")
     print(f"\nleaderboard: {board['path']}  (results: {out})")
     return 0
+
+
+def top_of_board(page: str, title: str, rows: int = 5) -> str:
+    """The board's own ranking table under ``## title``, cut to its first ``rows`` rows (as on the page)."""
+    section = page.split(f"## {title}\n", 1)[1].lstrip("\n")
+    table = section.split("\n\n", 1)[0].splitlines()
+    return "\n".join([title, *table[:2 + rows]] + ([f"... ({len(table) - 2 - rows} more rows on the board)"]
+                                                    if len(table) > 2 + rows else []))
