@@ -20,12 +20,11 @@ import os
 import re
 import secrets
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from estimators.errors import InvalidInput
+from estimators.errors import InvalidInput, warn
 
 SCHEMA_VERSION = 2          # 2: the checksum covers the meta as well as the arrays
 STALE_AFTER_S = 600         # a temp file untouched this long belongs to a killed writer
@@ -169,8 +168,7 @@ class ArrayCache:
                 raise ValueError("content does not match its checksum")
             meta = json.loads(header["meta"])
         except Exception as exc:  # truncated, corrupted or foreign file: recompute
-            warnings.warn(f"damaged cache file {path} ({type(exc).__name__}: {exc}); recomputing", RuntimeWarning,
-                          stacklevel=2)
+            warn(f"damaged cache file {path} ({type(exc).__name__}: {exc}); recomputing")
             path.unlink(missing_ok=True)
             return None
         return arrays, meta

@@ -18,11 +18,10 @@ import importlib.util
 import pkgutil
 import re
 import sys
-import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from .errors import InvalidInput
+from .errors import InvalidInput, warn
 
 NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
 
@@ -87,7 +86,7 @@ class Registry:
             except (Exception, SystemExit) as exc:  # a broken plugin must never break the harness
                 msg = f"skipped {self.kind} plugin {ep.name!r} ({ep.value}): {type(exc).__name__}: {exc}"
                 self.plugin_errors.append(msg)
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                warn(msg)
 
     def names(self, pattern: str | list[str] = "*") -> list[str]:
         """Registered names matching one or more fnmatch patterns (comma-separated allowed), sorted."""
