@@ -13,6 +13,8 @@ encoders on the same task: they set ``pool_relative = True`` and implement
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -111,7 +113,8 @@ class Estimator:
         if self.pool_relative:
             raise InvalidInput(f"{self.name} is pool-relative: score it across encoders with score_pool()")
         self.check(emb)
-        return _finite(self.name, self.compute(emb))
+        with _quiet_numerics():
+            return _finite(self.name, self.compute(emb))
 
     def score_pool(self, embs: dict[str, EmbeddingSet]) -> dict[str, float]:
         """Scores for several encoders on the same task (per encoder unless pool-relative)."""
@@ -121,7 +124,17 @@ class Estimator:
             raise InvalidInput(f"{self.name} is pool-relative and needs embeddings of at least 2 encoders")
         for e in embs.values():
             self.check(e)
-        return {k: _finite(self.name, v) for k, v in self.compute_pool(embs).items()}
+        with _quiet_numerics():
+            return {k: _finite(self.name, v) for k, v in self.compute_pool(embs).items()}
+
+
+@contextlib.contextmanager
+def _quiet_numerics():
+    """numpy's floating-point RuntimeWarnings stay inside the estimator: a result they spoil is
+    non-finite, and ``_finite`` reports that in one line (they used to print across progress bars)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def available_memory() -> int | None:

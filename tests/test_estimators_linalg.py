@@ -225,3 +225,22 @@ def test_separable_classes_score_above_noise(name):
     separable = est.score(EmbeddingSet.create(f, labels))
     noise = est.score(EmbeddingSet.create(rng.standard_normal(f.shape), labels))
     assert separable > noise
+
+
+def test_degenerate_input_raises_no_numpy_warning():
+    """Issue 21: logme printed numpy RuntimeWarnings on degenerate input (now: a number or one
+    InvalidInput line, and nothing on stderr)."""
+    import warnings
+
+    from estimators import EmbeddingSet, InvalidInput, get_estimator
+
+    labels = np.repeat(np.arange(3), 4)
+    emb = EmbeddingSet.create(np.ones((12, 64)), labels, text=np.random.default_rng(4).normal(size=(3, 64)),
+                              logit_scale=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("logme", "hscore", "transrate", "nleep", "sfda"):
+            try:
+                get_estimator(name).score(emb)
+            except InvalidInput:
+                pass
