@@ -45,3 +45,35 @@ def test_local_dask_cluster_in_process():
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(InvalidInput, match="unknown backend 'spark'"):
         run_cells(square, [1], backend="spark")
+
+
+def die_once(marker, cell):
+    """Kills its own worker process the first time any worker reaches cell 3 (as the OOM killer would)."""
+    import signal
+
+    if cell == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return cell * cell
+
+
+def die_always(cell):
+    import signal
+
+    if cell == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return cell
+
+
+@pytest.mark.e2e
+def test_a_killed_loky_worker_is_retried_once_then_one_line(tmp_path, capsys):
+    """Issue 21: a loky worker killed by the system gave a 48-line TerminatedWorkerError."""
+    import functools
+
+    from benchmark.store.backends import WorkerLost
+
+    marker = str(tmp_path / "died")
+    assert run_cells(functools.partial(die_once, marker), list(range(6)), n_jobs=2) == [x * x for x in range(6)]
+    assert "retrying its cells in fresh workers" in capsys.readouterr().err
+    with pytest.raises(WorkerLost, match=r"killed twice .* \(most likely out of memory\)"):
+        run_cells(die_always, list(range(6)), n_jobs=2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable, Sequence
@@ -44,15 +45,34 @@ def run_cells(fn: Callable, cells: Sequence, n_jobs: int = 1, backend: str = "lo
         return _run_dask(fn, cells, n_jobs, scheduler, desc, wait)
     n_jobs = min(n_jobs, len(cells))   # no idle worker: each one starts watching its parent with its first cell
     if backend == "sequential" or n_jobs == 1:
-        results = (fn(cell) for cell in cells)
-    else:
-        from joblib import Parallel, delayed
+        with tqdm((fn(cell) for cell in cells), total=len(cells), desc=desc, unit="cell") as bar:
+            return list(bar)
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-        if backend == "loky":
-            fn = functools.partial(_in_worker, os.getpid(), fn)
-        results = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(delayed(fn)(c) for c in cells)
-    with tqdm(results, total=len(cells), desc=desc, unit="cell") as bar:   # closed before an error is printed
-        return list(bar)
+    if backend == "loky":
+        fn = functools.partial(_in_worker, os.getpid(), fn)
+    done: list = []
+    for attempt in (1, 2):  # a worker killed by the system (out of memory): its cells once more, fresh workers
+        rest = cells[len(done):]
+        results = Parallel(n_jobs=min(n_jobs, len(rest)), backend=backend, return_as="generator")(
+            delayed(fn)(c) for c in rest)
+        try:
+            with tqdm(results, total=len(cells), initial=len(done), desc=desc, unit="cell") as bar:
+                for result in bar:   # the bar is closed before an error is printed
+                    done.append(result)
+            return done
+        except TerminatedWorkerError:
+            if attempt == 2:
+                raise WorkerLost(f"a worker process was killed twice while running {desc} (most likely out of "
+                                 f"memory): finished cells are kept; rerun the same command with fewer --n-jobs "
+                                 f"to resume") from None
+            print(f"warning: a worker process was killed while running {desc} (most likely out of memory); "
+                  f"retrying its cells in fresh workers", file=sys.stderr, flush=True)
+
+
+class WorkerLost(InvalidInput):
+    """A worker process died twice under the same cells (the system killed it: usually memory)."""
 
 
 _set_up = threading.Lock()
