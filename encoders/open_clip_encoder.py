@@ -157,8 +157,12 @@ def open_clip_encoder(arch: str, pretrained: str | None = None, device: str = "c
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=pretrained, device=device, force_quick_gelu=quick_gelu)
-        except (RuntimeError, OSError) as exc:
-            if not downloads:
+        except Exception as exc:
+            if weights.kind in ("file", "dir"):  # a damaged or foreign checkpoint: one line, not torch.load's page
+                first = (str(exc).strip().splitlines() or [""])[0][:200]
+                raise InvalidInput(f"{encoder_id}: cannot load the checkpoint {weights.found[0]} as {arch} "
+                                   f"({type(exc).__name__}: {first})") from None
+            if not downloads or not isinstance(exc, (RuntimeError, OSError)):
                 raise
             raise EncoderUnavailable(_needs_download(encoder_id, "pretrained weights", exc)) from None
     if hasattr(model, "text_decoder"):  # CoCa: keep the contrastive towers only

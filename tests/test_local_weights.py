@@ -190,3 +190,16 @@ def test_a_warm_hf_cache_serves_an_hf_hub_model_with_its_tokenizer_offline(sourc
     assert loaded.id == "open_clip:hf-hub:tb/smoke-hub" and type(loaded.tokenize).__name__ == "HFTokenizer"
     with torch.no_grad():
         assert np.array_equal(loaded.model.encode_image(PIXELS).numpy(), source.model.encode_image(PIXELS).numpy())
+
+
+def test_a_damaged_checkpoint_is_one_line_from_a_run(tmp_path, capsys):
+    """Issue 21: a corrupt local checkpoint gave a 98-line traceback from the worker."""
+    from benchmark.cli import main
+
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"x")
+    assert main(["run", "--suite", "smoke", "--tasks", "digits", "--no-finetune", "--n-jobs", "1",
+                 "--encoders", f"open_clip:tb-smoke/{bad}", "--estimators", "iimm", "--out", str(tmp_path / "r"),
+                 "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot load the checkpoint" in err[-1] and "Traceback" not in "\n".join(err)
