@@ -261,6 +261,7 @@ def test_exact_deltas_of_a_cell():
         exact_deltas({**cell, "acc_zs": {**cell["acc_zs"], "digits": 0.088}})
 
 
+@pytest.mark.e2e
 def test_a_board_with_a_plugin_estimator_rebuilds_from_its_tables_without_the_plugin(tmp_path):
     """estimators.csv carries each scored estimator's direction and baseline flag: a board scored by a
     plugin rebuilds from its own tables where the plugin is not installed, and the plugin's declared

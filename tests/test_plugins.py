@@ -61,6 +61,7 @@ def npz(tmp_path):
     return path
 
 
+@pytest.mark.e2e
 def test_entry_point_plugin_is_listed_and_broken_one_reported(site):
     result = run_cli("ls", "estimators", pythonpath=str(site))
     assert result.returncode == 0, result.stderr
@@ -69,6 +70,7 @@ def test_entry_point_plugin_is_listed_and_broken_one_reported(site):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 def test_entry_point_plugin_scores(site, npz):
     result = run_cli("score", "--embeddings", str(npz), "--estimators", "class_mean_norm,iimm",
                      "--format", "json", pythonpath=str(site))
@@ -78,6 +80,7 @@ def test_entry_point_plugin_scores(site, npz):
     assert 0 < report["estimators"]["class_mean_norm"]["score"] <= 1
 
 
+@pytest.mark.e2e
 def test_plugins_flag_takes_a_file(tmp_path, npz):
     plugin = tmp_path / "my_estimator.py"
     plugin.write_text(PLUGIN.format(name="file_plugin_score"))
@@ -87,6 +90,7 @@ def test_plugins_flag_takes_a_file(tmp_path, npz):
     assert result.stdout.splitlines()[1].startswith("file_plugin_score,")
 
 
+@pytest.mark.e2e
 def test_plugins_flag_with_a_missing_module_is_one_line(npz):
     result = run_cli("score", "--embeddings", str(npz), "--plugins", "no_such_module_xyz")
     assert result.returncode == 2

@@ -24,6 +24,8 @@ import torch
 from encoders import EncoderUnavailable, get_encoder, list_encoders
 from encoders import dinov2_imgfocus as dz
 
+pytestmark = pytest.mark.e2e  # a 97 MB graph parsed and compared: `pytest -m 'not e2e'` is the inner loop
+
 NAME = dz.NAME
 TASK = "intelscenes"  # 6 classes, chance 1/6
 N_TRAIN, N_TEST = 36, 24  # class-balanced: 6 and 4 per class
