@@ -25,6 +25,9 @@ RANK_BY = "id_gain_norm"
 ORDER = (RANK_BY, "id_gain", "ood_change")
 PLOTS = ("id_gain", "id_gain_norm", "ood_change")
 TOP = 3
+PIPELINE_CHECK = ("> **PIPELINE CHECK, NOT A RESULT**: this suite's encoders have random weights (zero-shot "
+                  "accuracy at chance), so the tables below exercise the pipeline and say nothing about the "
+                  "estimators.")
 
 
 def _fmt(x, digits=2, sign="+") -> str:
@@ -244,7 +247,7 @@ def scatter_png(scores: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> b
 
 
 def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: pd.DataFrame, missing: list[str],
-           suite: str | None, *, baselines, min_n: int, selection=None) -> Path:
+           suite: str | None, *, baselines, min_n: int, selection=None, pipeline_check: bool = False) -> Path:
     """Write ``leaderboard.md``, ``stats.csv`` (per group), ``summary.csv`` (per outcome x estimator),
     ``stability.csv`` (one dataset left out), ``noise.csv`` (seed noise beside task spread) and plots
     into ``out``; return the page's path.
@@ -255,11 +258,14 @@ def render(out: Path, tables: dict, evaluation, noise: pd.DataFrame, coverage: p
     ``coverage``: one row per estimator (``benchmark.evaluation.tables.coverage``); ``missing``: what a full
     grid lacks; ``baselines``, ``min_n``: the evaluator's baseline names and smallest group;
     ``selection``: ``benchmark.evaluation.models_protocol.select_models``'s result (the ``models``
-    protocol), rendered as its own section and CSVs (``leaderboard.selection``) when given."""
+    protocol), rendered as its own section and CSVs (``leaderboard.selection``) when given;
+    ``pipeline_check``: the suite's encoders have random weights, and the page says first that it ranks nothing."""
     out = Path(out)
     scores, outcomes = tables["scores"], tables["outcomes"]
     seconds = scores.groupby("estimator")["seconds"].mean()
     parts = [f"# transferbench leaderboard — suite `{suite or 'unknown'}`", ""]
+    if pipeline_check:
+        parts += [PIPELINE_CHECK, ""]
     if missing:
         parts += [f"> **PARTIAL** results: missing {'; '.join(missing)}. The tables cover what exists.", ""]
     if evaluation is not None:

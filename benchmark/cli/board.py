@@ -19,10 +19,12 @@ from benchmark.evaluation.models_protocol import (
 from benchmark.evaluation.noise import seed_noise
 from benchmark.evaluation.tables import EXACT, collect, completeness, coverage, read_tables, write_tables
 from benchmark.evaluation.tasks_protocol import MIN_N, N_BOOT, SCORE_COLUMNS, evaluate
+from benchmark.suites import SUITES, get_suite
 from encoders.cache import atomic_write_bytes
 from estimators import baselines, estimator_class, list_estimators
 from estimators.errors import InvalidInput
 from leaderboard import render
+from leaderboard.render import PIPELINE_CHECK
 from leaderboard.selection import render_selection
 
 PROTOCOLS = ("all", "tasks", "models")
@@ -58,16 +60,18 @@ def build_board(source: Path, out: Path, suite: str | None = None, n_boot: int =
             selection = select_models(grid_accuracies(outcomes), grid_scores, directions, baselines=flagged,
                                       attributes=_attributes(models), n_boot=n_boot, seed=seed, with_pooled=True)
     suite = suite or collected["provenance"]["suite"]
+    check_only = suite in SUITES and get_suite(suite).pipeline_check
     if protocol == "models":
         if selection is None:
             raise InvalidInput(f"{source} has no scores and outcomes to rank models by")
         path = render_selection(out, selection, f"transferbench model selection — suite `{suite or 'unknown'}`",
-                                [f"Ground truth: the fine-tuned accuracy of the outcome cells in {source} "
-                                 "(seed means); scores: the estimators' scores of the same cells."])
+                                ([PIPELINE_CHECK, ""] if check_only else [])
+                                + [f"Ground truth: the fine-tuned accuracy of the outcome cells in {source} "
+                                   "(seed means); scores: the estimators' scores of the same cells."])
         return {"missing": missing, "evaluation": None, "selection": selection, "path": path}
     floats = {**collected, "outcomes": deltas.astype({c: float for c in EXACT})}
     path = render(out, floats, evaluation, seed_noise(deltas), cover, missing, suite,
-                  baselines=flagged, min_n=MIN_N, selection=selection)
+                  baselines=flagged, min_n=MIN_N, selection=selection, pipeline_check=check_only)
     write_tables(collected, out)
     if models is not None and protocol != "tasks":
         atomic_write_bytes(Path(out) / "models.csv", Path(models).read_bytes())

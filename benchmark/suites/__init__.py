@@ -17,7 +17,9 @@ as well. Keys (``KEYS``) and defaults:
 * ``finetune``: the fine-tuning preset: ``FinetuneConfig`` settings (defaults there), ``overrides``
   per method and ``sweep`` (a method's own hyper-parameters go in those two);
 * ``name``: the suite's name in results and on its board (default: the file name without ``.json``);
-* ``description``, ``notes``: text for people (``ls suites`` shows the description).
+* ``description``, ``notes``: text for people (``ls suites`` shows the description);
+* ``pipeline_check``: true for a suite whose encoders have random weights (``smoke``): its board says
+  it checks the pipeline and ranks nothing (default false).
 
 Every problem is one line naming the file, the key and what is wrong (``InvalidInput``).
 """
@@ -36,11 +38,12 @@ from estimators.errors import InvalidInput
 from estimators.registry import NAME, Registry, UnknownName
 from tasks import Task, get_task, read_task_file, register_task, user_file
 
-KEYS = ("name", "description", "notes", "encoders", "tasks", "methods", "seeds", "n_train", "n_test", "prompts",
+KEYS = ("name", "description", "notes", "pipeline_check", "encoders", "tasks", "methods", "seeds", "n_train",
+        "n_test", "prompts",
         "finetune")
 SAMPLING = ("n_train", "n_test", "prompts", "sample_seed")  # set by the suite's own keys, not in ``finetune``
 FINETUNE_KEYS = tuple(k for k in GENERIC if k not in SAMPLING) + ("overrides", "sweep")
-DEFAULTS = {"seeds": [0], "n_train": 500, "n_test": 500, "prompts": "ensemble", "finetune": {}}
+DEFAULTS = {"seeds": [0], "n_train": 500, "n_test": 500, "prompts": "ensemble", "finetune": {}, "pipeline_check": False}
 KIND = "suite file"
 _fail = functools.partial(user_file.fail, KIND)
 _expect = functools.partial(user_file.expect, KIND)
@@ -68,6 +71,7 @@ class Suite:
     prompts: str
     finetune: FinetuneConfig
     local_tasks: tuple[Task, ...] = ()
+    pipeline_check: bool = False
 
     def register_tasks(self) -> None:
         for task in self.local_tasks:
@@ -109,6 +113,7 @@ def read_suite(path: Path) -> Suite:
     _expect(path, spec, "prompts", spec["prompts"] in PROMPT_MODES, f"one of {', '.join(PROMPT_MODES)}")
     for key in ("description", "notes"):
         _expect(path, spec, key, isinstance(spec.get(key, ""), str), "a string")
+    _expect(path, spec, "pipeline_check", isinstance(spec["pipeline_check"], bool), "true or false")
     for method in spec["methods"]:
         try:
             METHODS.get(method)
@@ -117,7 +122,8 @@ def read_suite(path: Path) -> Suite:
     task_ids, local = _tasks(path, spec["tasks"])
     return Suite(name=spec["name"], description=spec["description"], encoders=tuple(spec["encoders"]),
                  tasks=task_ids, methods=tuple(spec["methods"]), seeds=tuple(spec["seeds"]), n_train=spec["n_train"],
-                 n_test=spec["n_test"], prompts=spec["prompts"], finetune=_finetune(path, spec), local_tasks=local)
+                 n_test=spec["n_test"], prompts=spec["prompts"], finetune=_finetune(path, spec), local_tasks=local,
+                 pipeline_check=spec["pipeline_check"])
 
 
 def _tasks(path: Path, entries: list[str]) -> tuple[tuple[str, ...], tuple[Task, ...]]:
