@@ -34,7 +34,6 @@ task) cells of a method, with the same dataset bootstrap.
 """
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import pandas as pd
 from benchmark.evaluation.rank_stats import MC_DRAWS, null_band, permutation_p, top1, weighted_tau
 from benchmark.evaluation.tasks_protocol import (
     N_BOOT,
+    _kendall,
     _pearson,
     _spearman,
     bootstrap_p,
@@ -156,9 +156,7 @@ def task_statistics(models: np.ndarray, x: np.ndarray, y: np.ndarray, draws: int
     if constant:
         return {**out, "weighted_tau": 0.0, "kendall_tau": 0.0, "pearson": 0.0}
     w = np.ones((1, len(x)))
-    sx, sy = np.sign(x[:, None] - x[None, :]), np.sign(y[:, None] - y[None, :])
-    kendall = (sx * sy).sum() / math.sqrt(np.abs(sx).sum() * np.abs(sy).sum())
-    return {**out, "weighted_tau": weighted_tau(x, y), "kendall_tau": float(kendall),
+    return {**out, "weighted_tau": weighted_tau(x, y), "kendall_tau": float(_kendall(x, y, w)[0]),
             "pearson": float(_pearson(x, y, w)[0])}
 
 
