@@ -39,6 +39,31 @@ def _task_registry_per_module():
 make_embeddings = synthetic  # the contract's synthetic EmbeddingSets (estimators.checks)
 
 
+def eval_tasks() -> list[str]:
+    """The target and one other task for an outcome cell: ``digits`` and ``mnist`` (the target alone
+    where the offline mnist copy is absent)."""
+    from tasks import get_task
+
+    try:
+        get_task("mnist").load("test", data_root=os.environ.get("TRANSFERBENCH_DATA"), n=10)
+    except Exception:  # offline data absent: the target alone
+        return ["digits"]
+    return ["digits", "mnist"]
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """No network and empty caches (HF hub, torch hub, a ported tower's), also for an already imported
+    huggingface_hub."""
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("TRANSFERBENCH_CACHE", str(tmp_path / "transferbench"))
+
+
 @pytest.fixture(scope="session")
 def separable():
     return make_embeddings("separable")

@@ -21,13 +21,8 @@ MINI = all(importlib.util.find_spec(p) for p in [*(pkg for _, pkg in conse.IMAGE
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """No network, an empty HF cache and an empty data root."""
-    import huggingface_hub.constants as hf
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
+def offline(offline_hub, monkeypatch, tmp_path):
+    """No network, empty caches (``offline_hub``) and an empty data root."""
     monkeypatch.setenv("TRANSFERBENCH_DATA", str(tmp_path / "data"))
     return tmp_path
 

@@ -26,17 +26,6 @@ BUILDINGS = {"stupa", "bell cote", "monastery", "palace", "church", "castle", "d
              "mosque", "pagoda", "cliff dwelling", "triumphal arch", "planetarium", "birdhouse"}
 
 
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """No network and an empty HF cache, also for an already imported huggingface_hub."""
-    import huggingface_hub.constants as hf
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("TRANSFERBENCH_CACHE", str(tmp_path / "transferbench"))  # a ported tower's cache
-
-
 @pytest.fixture(scope="module")
 def lite0() -> Encoder:
     return get_encoder("conse-lite0")

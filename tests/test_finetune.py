@@ -36,6 +36,7 @@ from estimators.embedding_set import l2_normalise
 from estimators.errors import InvalidInput
 from estimators.registry import UnknownName
 from tasks import get_task
+from tests.conftest import eval_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRANSFERBENCH_DATA") or REPO.parent / "shared" / "data")
@@ -231,22 +232,14 @@ def test_tasks_sharing_the_target_images_are_not_out_of_domain():
 
 
 # -- outcome cells ------------------------------------------------------------------------
-def _eval_tasks() -> list[str]:
-    try:
-        get_task("mnist").load("test", data_root=SHARED, n=10)
-    except Exception:  # offline data absent: the target alone
-        return ["digits"]
-    return ["digits", "mnist"]
-
-
 def test_fixed_seed_gives_identical_outcomes(tmp_path):
     kw = dict(config=SMOKE, data_root=SHARED, cache_dir=tmp_path / "cache", device="cpu", progress=False)
-    first = run_outcome("smoke", "lora", "digits", 0, _eval_tasks(), out=tmp_path / "a", **kw)
-    second = run_outcome("smoke", "lora", "digits", 0, _eval_tasks(), out=tmp_path / "b", **kw)
+    first = run_outcome("smoke", "lora", "digits", 0, eval_tasks(), out=tmp_path / "a", **kw)
+    second = run_outcome("smoke", "lora", "digits", 0, eval_tasks(), out=tmp_path / "b", **kw)
     for key in ("acc_zs", "acc_ft", "id_gain", "ood_change", "trainable"):
         assert first[key] == second[key]
     assert first["training"]["history"] == second["training"]["history"]
-    other = run_outcome("smoke", "lora", "digits", 1, _eval_tasks(), out=tmp_path / "a", **kw)
+    other = run_outcome("smoke", "lora", "digits", 1, eval_tasks(), out=tmp_path / "a", **kw)
     assert other["training"]["history"] != first["training"]["history"]
     assert len(list((tmp_path / "a" / "outcomes").glob("*.json"))) == 2
 
@@ -274,7 +267,7 @@ KILLED_CELL = textwrap.dedent("""
 
 @pytest.mark.e2e
 def test_a_killed_cell_reruns_to_a_complete_result(tmp_path):
-    out, cache, tasks = tmp_path / "out", tmp_path / "cache", _eval_tasks()
+    out, cache, tasks = tmp_path / "out", tmp_path / "cache", eval_tasks()
     config = dataclasses.replace(SMOKE, epochs=15)
     path = outcome_path(out, "smoke", "full", "digits", 0, tasks, config)
     proc = subprocess.Popen([sys.executable, "-c", KILLED_CELL, str(out), str(cache), str(SHARED), ",".join(tasks)],

@@ -38,6 +38,7 @@ from estimators.errors import InvalidInput
 from estimators.registry import UnknownName
 from tasks import get_task
 
+from .conftest import eval_tasks
 from .method_checks import assert_only_claimed_moved, expected_trainable
 
 NAME = "timm:test_resnet"
@@ -46,17 +47,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRANSFERBENCH_DATA") or REPO.parent / "shared" / "data")
 CONFIG = dataclasses.replace(get_suite("smoke").finetune, lr=1e-2, epochs=1, batch_size=8, max_steps=2,
                              n_train=N_TRAIN, n_test=N_TEST, n_ood=10)
-
-
-@pytest.fixture
-def offline_hub(monkeypatch, tmp_path):
-    """No network and an empty HF cache and torch hub, also for an already imported huggingface_hub."""
-    import huggingface_hub.constants as hf
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +63,6 @@ def cache(tmp_path_factory):
 def train(encoder, cache):
     return embed(encoder, get_task("digits"), "train", n=N_TRAIN, prompts="single", cache_dir=cache, device="cpu",
                  progress=False)
-
-
-def _eval_tasks() -> list[str]:
-    try:
-        get_task("mnist").load("test", data_root=SHARED, n=10)
-    except Exception:  # offline data absent: the target alone
-        return ["digits"]
-    return ["digits", "mnist"]
 
 
 # -- the encoder ---------------------------------------------------------------------------
@@ -291,7 +273,7 @@ def test_methods_that_need_text_or_find_nothing_say_so():
 
 
 def test_an_outcome_cell_has_the_fine_tuned_accuracy_and_no_made_up_zero_shot_baseline(tmp_path):
-    tasks = _eval_tasks()
+    tasks = eval_tasks()
     kw = dict(config=CONFIG, data_root=SHARED, cache_dir=tmp_path / "cache", device="cpu", progress=False,
               out=tmp_path / "out")
     cell = run_outcome(NAME, "linear", "digits", 0, tasks, **kw)
@@ -309,7 +291,7 @@ def test_an_outcome_cell_has_the_fine_tuned_accuracy_and_no_made_up_zero_shot_ba
 
 
 def test_linear_on_a_dual_encoder_keeps_zero_shot_on_the_other_tasks(tmp_path):
-    tasks = _eval_tasks()
+    tasks = eval_tasks()
     cell = run_outcome("smoke", "linear", "digits", 0, tasks, config=CONFIG, data_root=SHARED,
                        cache_dir=tmp_path / "cache", device="cpu", progress=False, out=tmp_path / "out")
     assert all(cell["acc_ft"][t] == cell["acc_zs"][t] for t in tasks if t != "digits")  # frozen towers
