@@ -1,7 +1,7 @@
 """`python -m benchmark embed`: one task split through one encoder."""
 from __future__ import annotations
 
-from benchmark.cli.options import data_options, task_id, writable_cache
+from benchmark.cli.options import data_options, embedding_options, task_id, writable_cache
 
 
 def add_parser(sub) -> None:
@@ -11,10 +11,7 @@ def add_parser(sub) -> None:
     embed.add_argument("--task", required=True, help="a registered task or a task file (.json)")
     embed.add_argument("--split", choices=["train", "test"], default="train")
     embed.add_argument("--n", type=int, metavar="N", help="class-balanced sample size (default: the whole split)")
-    embed.add_argument("--seed", type=int, default=0, help="sampling seed")
-    embed.add_argument("--prompts", choices=["ensemble", "single"], default="ensemble",
-                       help="average the task's templates (ensemble) or use the canonical one (single)")
-    embed.add_argument("--batch-size", type=int, metavar="B", help="default: 8 on CPU, 128 on GPU")
+    embedding_options(embed)
     data_options(embed)
 
 

@@ -15,6 +15,14 @@ def plugin_option(parser: argparse.ArgumentParser) -> None:
                              "'transferbench.estimators') load automatically")
 
 
+def embedding_options(parser: argparse.ArgumentParser) -> None:
+    """How a task sample is drawn and embedded: ``--seed``, ``--prompts``, ``--batch-size``."""
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--prompts", choices=["ensemble", "single"], default="ensemble",
+                        help="average the task's templates (ensemble) or use the canonical one (single)")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="default: 8 on CPU, 128 on GPU")
+
+
 def data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR",
                         help="where datasets live (default: $TRANSFERBENCH_DATA, else ~/.cache/transferbench/data; "

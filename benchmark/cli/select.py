@@ -7,7 +7,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from benchmark.cli.options import data_options, plugin_option, select_estimators, task_id, writable_cache
+from benchmark.cli.options import (
+    data_options,
+    embedding_options,
+    plugin_option,
+    select_estimators,
+    task_id,
+    writable_cache,
+)
 
 
 def add_parser(sub) -> None:
@@ -37,11 +44,8 @@ def add_parser(sub) -> None:
     select.add_argument("--method", help="the board's fine-tuning method to trust (default: full, if it has it)")
     select.add_argument("--n", type=int, default=500, metavar="N",
                         help="class-balanced training sample per encoder (default: 500)")
-    select.add_argument("--seed", type=int, default=0, help="sampling seed")
-    select.add_argument("--prompts", choices=["ensemble", "single"], default="ensemble",
-                        help="average the task's templates (ensemble) or use the canonical one (single)")
+    embedding_options(select)
     select.add_argument("--json", metavar="FILE", help="where to write the report (default: select_TASK.json)")
-    select.add_argument("--batch-size", type=int, metavar="B", help="default: 8 on CPU, 128 on GPU")
     select.add_argument("--random-state", type=int, default=0, help="seed for stochastic estimators")
     data_options(select)
     plugin_option(select)
