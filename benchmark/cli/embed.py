@@ -8,7 +8,7 @@ def add_parser(sub) -> None:
     embed = sub.add_parser("embed", help="embed one task split with one encoder (cached) and summarise it",
                            description="Compute (or load from the cache) the embeddings of one task split.")
     embed.add_argument("--encoder", required=True, help="registered encoder name or open_clip:ARCH/TAG")
-    embed.add_argument("--task", required=True, help="a registered task or a task file (.json)")
+    embed.add_argument("--task", required=True, help="a registered task, a task file (.json) or an image folder")
     embed.add_argument("--split", choices=["train", "test"], default="train")
     embed.add_argument("--n", type=int, metavar="N", help="class-balanced sample size (default: the whole split)")
     embedding_options(embed)

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
                     "under --out (reused when it exists).")
     ft.add_argument("--encoder", required=True, help="an encoder id (a registered name or open_clip:...)")
     ft.add_argument("--method", required=True, help=methods)
-    ft.add_argument("--task", required=True, help="the target task: a registered task or a task file (.json)")
+    ft.add_argument("--task", required=True,
+                    help="the target task: a registered task, a task file (.json) or an image folder")
     ft.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
     ft.add_argument("--suite", default="mini",
                     help=f"whose settings and out-of-domain tasks to use: {suite_help('mini')}")
